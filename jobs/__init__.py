@@ -1,0 +1,1 @@
+"""Fetch jobs: the Dramatiq broker wiring, the fetch actor and the upstream fetcher."""

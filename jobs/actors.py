@@ -1,0 +1,81 @@
+"""The Dramatiq actor: a thin shell that resolves its resources and calls :func:`jobs.fetch_job.run`.
+
+Actors are declared per broker (``declare``) rather than at import time, so the proxy, the worker processes and
+the tests each bind them to the broker they built, never to Dramatiq's implicit global one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import aiohttp
+import dramatiq
+from dramatiq import Actor, Broker
+from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.middleware import Middleware
+
+from proxy.config import Settings
+from proxy.store import Store
+
+from . import fetch_job
+from .fetcher import new_session
+
+log = logging.getLogger(__name__)
+
+ACTOR_NAME = "fetch"
+
+
+class JobRuntime:
+    """Resources the actor needs, created lazily on the worker's event loop (where they must live)."""
+
+    def __init__(self, settings: Settings, make_store: Callable[[], Store], owns_store: bool = True) -> None:
+        self.settings = settings
+        self._make_store = make_store
+        self._owns_store = owns_store
+        self._store: Store | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._lock = asyncio.Lock()
+
+    async def env(self) -> fetch_job.JobEnv:
+        if self._store is None or self._session is None:
+            async with self._lock:
+                if self._store is None:
+                    self._store = self._make_store()
+                if self._session is None:
+                    self._session = new_session(fetch_job.fetch_limits(self.settings))
+        return fetch_job.JobEnv(self.settings, self._store, self._session)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._store is not None and self._owns_store:
+            await self._store.close()
+        self._store = None
+
+
+class _CloseRuntime(Middleware):
+    """Closes the runtime's client session and store on the event loop before the AsyncIO middleware stops it."""
+
+    def __init__(self, runtime: JobRuntime) -> None:
+        self.runtime = runtime
+
+    def before_worker_shutdown(self, broker: Broker, worker: dramatiq.Worker) -> None:
+        thread = get_event_loop_thread()
+        if thread is not None:
+            try:
+                thread.run_coroutine(self.runtime.close())
+            except Exception as exc:  # shutting down anyway; say what leaked
+                log.warning("closing job resources failed: %s", exc)
+
+
+def declare(broker: Broker, runtime: JobRuntime) -> Actor:  # type: ignore[type-arg]
+    async def fetch(job_id: str, url: str) -> None:
+        await fetch_job.run(await runtime.env(), job_id, url)
+
+    broker.add_middleware(_CloseRuntime(runtime))
+    decorate = dramatiq.actor(actor_name=ACTOR_NAME, broker=broker, queue_name=runtime.settings.jobs.queue)
+    actor: Actor = decorate(fetch)  # type: ignore[type-arg]
+    return actor

@@ -1,0 +1,56 @@
+"""The one place the Dramatiq broker is built, explicitly, for either mode (never Dramatiq's implicit global).
+
+Redelivery after a worker dies: Dramatiq's Redis broker keeps each message a worker has taken in that worker's
+"acks" set until the actor returns. Every worker heartbeats on each poll; a maintenance pass (run on a share of
+broker calls, ``MAINTENANCE_CHANCE`` per million) moves the unacknowledged messages of any worker silent for longer
+than ``jobs.heartbeat_timeout`` back onto the queue, where a live worker picks them up. With the defaults here a job
+whose worker was SIGKILLed runs again about ``heartbeat_timeout`` (10 s) after the kill.
+"""
+
+from __future__ import annotations
+
+import redis
+from dramatiq import Broker
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import AsyncIO, Middleware, Retries, ShutdownNotifications
+
+from proxy.config import Settings
+
+#: Maintenance on about one broker call in ten: idle workers poll every ``jobs.poll_interval``, so dead workers'
+#: messages are found within a second or so of their heartbeat timing out, at a negligible cost.
+MAINTENANCE_CHANCE = 100_000
+
+#: Retries are for our own transient failures (the store unreachable); upstream errors are outcomes, never retried
+#: by the broker (the fetcher retries connection errors itself, briefly).
+MAX_RETRIES = 3
+
+
+def _retry_when(retries: int, exc: BaseException) -> bool:
+    return retries < MAX_RETRIES and isinstance(exc, redis.RedisError | ConnectionError | OSError)
+
+
+def middleware() -> list[Middleware]:
+    return [
+        AsyncIO(),
+        ShutdownNotifications(),
+        Retries(max_retries=MAX_RETRIES, min_backoff=500, max_backoff=5000, retry_when=_retry_when),
+    ]
+
+
+def make_broker(settings: Settings) -> Broker:
+    if settings.embedded:
+        return StubBroker(middleware=middleware())
+    return RedisBroker(  # type: ignore[no-untyped-call]
+        url=settings.redis.url,
+        middleware=middleware(),
+        namespace="grenier-jobs",
+        heartbeat_timeout=int(settings.jobs.heartbeat_timeout * 1000),
+        maintenance_chance=MAINTENANCE_CHANCE,
+    )
+
+
+def ping(broker: Broker) -> None:
+    """Raise when the broker cannot be reached (blocking: call it off the event loop)."""
+    if isinstance(broker, RedisBroker):
+        broker.client.ping()

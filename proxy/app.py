@@ -1,0 +1,168 @@
+"""The aiohttp application: routes, the two middlewares, and the lifecycle of the store, broker and workers.
+
+``create_app(settings)`` is the only wiring: embedded and Redis mode differ here (which store, which broker,
+whether workers run in-process) and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from dramatiq import Worker
+
+from jobs.actors import JobRuntime, declare
+from jobs.broker import make_broker, ping
+
+from . import control, handlers, ui
+from .config import Settings
+from .dispatch import Dispatcher
+from .problems import Problem, from_problem, problem_response
+from .services import SERVICES, Services
+from .stats import Counters
+from .store import MemoryStore, RedisStore, Store
+from .targets import join_origin, normalize
+
+log = logging.getLogger("grenier")
+
+CONTROL_PREFIX = "/_grenier"
+
+#: Request lines up to this size reach the handlers, so an over-long target gets a 414 problem, not a bare 400.
+MAX_LINE_SIZE = 16 * 1024
+
+
+@web.middleware
+async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every refusal leaves as ``application/problem+json``; no traceback ever reaches a client."""
+    try:
+        return await handler(request)
+    except Problem as exc:
+        return from_problem(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 404:
+            detail = f"nothing here: {request.path!r} is not a grenier endpoint"
+        elif exc.status == 405:
+            detail = f"{request.method} is not allowed on {request.path!r}"
+        else:
+            detail = exc.reason
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        return problem_response(exc.status, exc.reason, detail, headers=headers or None)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        incident = uuid.uuid4().hex[:12]
+        log.exception("internal error %s on %s %s", incident, request.method, request.path)
+        return problem_response(500, "Internal Server Error", f"an internal error occurred (incident {incident})")
+
+
+@web.middleware
+async def proxy_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Forward-proxy (absolute-form) and reverse-proxy requests, told apart before routing.
+
+    aiohttp routes on the path alone, so ``GET http://any/fetch`` would otherwise hit ``/fetch``: the raw target
+    is checked first. Control endpoints stay under ``/_grenier/`` in every mode.
+    """
+    raw = request.raw_path
+    if request.method == "CONNECT":
+        return problem_response(
+            501,
+            "Not Implemented",
+            "CONNECT tunnelling is not supported; grenier caches "
+            "plain http:// requests (send https:// URLs to /fetch?url=)",
+        )
+    if not raw.startswith("/"):
+        return await handlers.serve_target(request, normalize(raw))
+    origin = request.app[SERVICES].settings.upstream.origin
+    if origin and not (request.path == CONTROL_PREFIX or request.path.startswith(CONTROL_PREFIX + "/")):
+        return await handlers.serve_target(request, join_origin(origin, raw))
+    return await handler(request)
+
+
+def _routes(app: web.Application, reverse: bool) -> None:
+    r = app.router
+    if not reverse:
+        r.add_get("/", ui.index)
+        r.add_get("/fetch", handlers.fetch)
+    r.add_get(f"{CONTROL_PREFIX}", ui.index)
+    r.add_get(f"{CONTROL_PREFIX}/", ui.index)
+    r.add_get(f"{CONTROL_PREFIX}/fetch", handlers.fetch)
+    r.add_get(f"{CONTROL_PREFIX}/ui/fetch", ui.submit)
+    r.add_get(f"{CONTROL_PREFIX}/ui/jobs/{{job_id}}", ui.job_page)
+    r.add_get(f"{CONTROL_PREFIX}/jobs/{{job_id}}", handlers.job)
+    r.add_get(f"{CONTROL_PREFIX}/stats", control.stats)
+    r.add_get(f"{CONTROL_PREFIX}/health", control.health)
+    r.add_get(f"{CONTROL_PREFIX}/ready", control.ready)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[problems_middleware, proxy_middleware])
+    _routes(app, reverse=bool(settings.upstream.origin))
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        store: Store = MemoryStore() if settings.embedded else RedisStore.from_url(settings.redis.url)
+        broker = make_broker(settings)
+        actor = declare(broker, JobRuntime(settings, lambda: store, owns_store=False))
+        worker: Worker | None = None
+        if settings.embedded:
+            worker = Worker(
+                broker,
+                worker_threads=settings.jobs.threads,
+                worker_timeout=int(settings.jobs.poll_interval * 1000),
+            )
+            worker.start()
+
+        async def send(job_id: str, url: str) -> None:
+            # actor.send is a blocking broker call (a Redis round trip in Redis mode): keep it off the loop.
+            await asyncio.to_thread(actor.send, job_id, url)
+
+        counters = Counters(store)
+        counters.start()
+        app[SERVICES] = Services(settings, store, Dispatcher(settings, store, send), counters, lambda: ping(broker))
+        try:
+            yield
+        finally:
+            await counters.stop()
+            if worker is not None:
+                await asyncio.to_thread(worker.stop)
+            await asyncio.to_thread(broker.close)
+            await store.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def runner_kwargs() -> dict[str, Any]:
+    return {"handler_args": {"max_line_size": MAX_LINE_SIZE}, "access_log": None}
+
+
+async def serve(settings: Settings, host: str, port: int) -> None:
+    """Run until cancelled (SIGINT/SIGTERM), logging one start-up line with the mode and address."""
+    runner = web.AppRunner(create_app(settings), **runner_kwargs())
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    mode = "embedded (in-process store and workers)" if settings.embedded else f"redis {redact(settings.redis.url)}"
+    role = f"reverse proxy for {settings.upstream.origin}" if settings.upstream.origin else "forward proxy"
+    log.info("grenier serving on http://%s:%d · mode: %s · %s", host, port, mode, role)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def redact(url: str) -> str:
+    """A Redis URL fit for logs: any password replaced."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,80 @@
+"""``grenier serve`` and ``grenier worker``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+
+from .config import ConfigError, Settings, load
+from .logs import setup_logging
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="grenier", description="A caching HTTP proxy.")
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the proxy (embedded mode runs its own workers)")
+    serve.add_argument("--config", help="path to config.toml (default: $GRENIER_CONFIG or ./config.toml)")
+    serve.add_argument("--host", help="listen address (overrides server.host)")
+    serve.add_argument("--port", type=int, help="listen port (overrides server.port)")
+    worker = sub.add_parser("worker", help="run fetch-job worker processes (Redis mode)")
+    worker.add_argument("--config", help="path to config.toml (default: $GRENIER_CONFIG or ./config.toml)")
+    worker.add_argument("--processes", type=int, help="worker processes to keep alive (overrides jobs.processes)")
+    worker.add_argument("--threads", type=int, help="threads per worker process (overrides jobs.threads)")
+    return p
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    try:
+        settings = load(args.config)
+        if args.command == "serve" and (args.host or args.port is not None):
+            server = replace(
+                settings.server,
+                host=args.host or settings.server.host,
+                port=settings.server.port if args.port is None else args.port,
+            )
+            settings = replace(settings, server=server)
+        if args.command == "worker":
+            for name in ("processes", "threads"):
+                value = getattr(args, name)
+                if value is not None and value < 1:
+                    raise ConfigError(f"--{name}: must be at least 1, got {value}")
+        return settings
+    except ConfigError as exc:
+        print(f"grenier: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _serve(settings: Settings) -> int:
+    from .app import serve
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await serve(settings, settings.server.host, settings.server.port)
+
+    asyncio.run(main())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = _settings(args)
+    setup_logging(settings.log.level)
+    if args.command == "serve":
+        return _serve(settings)
+    from jobs.worker import run
+
+    return run(settings, processes=args.processes, threads=args.threads)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""Settings: one frozen, validated object built from ``config.toml`` plus ``GRENIER_<SECTION>_<KEY>``.
+
+Every key has its default beside it; the README's configuration table mirrors these fields. Validation happens
+once, at start-up, so that a typo stops the process (exit code 2) instead of surfacing as odd behaviour later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "GRENIER_"
+
+
+class ConfigError(Exception):
+    """A configuration value or key is wrong; the message names the key."""
+
+
+def _doc(text: str) -> Any:
+    return {"doc": text}
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = field(default="127.0.0.1", metadata=_doc("Address `grenier serve` listens on."))
+    port: int = field(default=8080, metadata=_doc("Port `grenier serve` listens on."))
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    url: str = field(
+        default="",
+        metadata=_doc(
+            "Redis URL for the cache and the job broker; empty runs embedded (in-process store and workers)."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    default_ttl: int = field(
+        default=30,
+        metadata=_doc("Lifetime (s) of a response with no explicit freshness (no max-age/Expires)."),
+    )
+    max_ttl: int = field(default=86400, metadata=_doc("Upper bound (s) on any entry's freshness lifetime."))
+    stale_keep: int = field(
+        default=0,
+        metadata=_doc("Seconds an entry is kept in the store after it goes stale (for revalidation)."),
+    )
+    miss: Literal["async", "wait"] = field(
+        default="async",
+        metadata=_doc('On a miss without `Prefer: wait`: "async" answers 202 + job, "wait" waits for the fetch.'),
+    )
+    max_wait: float = field(default=30.0, metadata=_doc("Longest (s) a request may wait for its job."))
+    wait_default: float = field(
+        default=25.0,
+        metadata=_doc('How long (s) a request waits when `miss = "wait"` and it sent no `Prefer`.'),
+    )
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    origin: str = field(
+        default="",
+        metadata=_doc("Reverse-proxy origin (e.g. http://127.0.0.1:9000); empty disables reverse mode."),
+    )
+    connect_timeout: float = field(default=5.0, metadata=_doc("Seconds to establish an upstream connection."))
+    total_timeout: float = field(default=30.0, metadata=_doc("Seconds for a whole upstream fetch, body included."))
+    max_body_bytes: int = field(
+        default=10 * 1024 * 1024, metadata=_doc("Larger responses are relayed by their job but not stored.")
+    )
+    retries: int = field(default=2, metadata=_doc("Extra attempts after a connection error (not after a status)."))
+    retry_backoff: float = field(default=0.2, metadata=_doc("First retry delay (s); doubles per attempt."))
+
+
+@dataclass(frozen=True)
+class JobsSettings:
+    result_ttl: int = field(default=3600, metadata=_doc("Seconds a job record (and its response) stays pollable."))
+    time_limit: float = field(default=60.0, metadata=_doc("Seconds a fetch job may run before it is failed."))
+    processes: int = field(default=2, metadata=_doc("Worker processes `grenier worker` keeps alive."))
+    threads: int = field(default=8, metadata=_doc("Worker threads per worker process (and in embedded mode)."))
+    heartbeat_timeout: float = field(
+        default=10.0, metadata=_doc("Seconds after which a silent worker's unfinished jobs are redelivered.")
+    )
+    poll_interval: float = field(default=0.1, metadata=_doc("Seconds an idle worker waits before polling again."))
+    queue: str = field(default="grenier-fetch", metadata=_doc("Queue name of fetch jobs."))
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: Literal["debug", "info", "warning", "error"] = field(default="info", metadata=_doc("Log level."))
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
+    jobs: JobsSettings = field(default_factory=JobsSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+    @property
+    def embedded(self) -> bool:
+        return not self.redis.url
+
+
+def _section_types() -> dict[str, type[Any]]:
+    hints = typing.get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Settings)}
+
+
+def _coerce(key: str, tp: Any, value: Any, from_env: bool) -> Any:
+    """Turn a TOML or environment value into the field's type, or say which key is wrong."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, allowed))}")
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if from_env and isinstance(value, str) and value.lower() in {"1", "true", "yes", "0", "false", "no"}:
+            return value.lower() in {"1", "true", "yes"}
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if from_env and isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if isinstance(value, int | float):
+            return float(value)
+        if from_env and isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported type {tp!r}")  # pragma: no cover - a programming error
+
+
+def _validate(s: Settings) -> None:
+    def positive(key: str, v: float, allow_zero: bool = False) -> None:
+        if v < 0 or (v == 0 and not allow_zero):
+            raise ConfigError(f"{key}: must be {'>= 0' if allow_zero else '> 0'}, got {v!r}")
+
+    if not 0 < s.server.port < 65536:
+        raise ConfigError(f"server.port: must be 1..65535, got {s.server.port}")
+    if s.redis.url and urlsplit(s.redis.url).scheme not in {"redis", "rediss", "unix"}:
+        raise ConfigError(f"redis.url: must start with redis://, rediss:// or unix://, got {s.redis.url!r}")
+    positive("cache.default_ttl", s.cache.default_ttl, allow_zero=True)
+    positive("cache.max_ttl", s.cache.max_ttl)
+    positive("cache.stale_keep", s.cache.stale_keep, allow_zero=True)
+    positive("cache.max_wait", s.cache.max_wait, allow_zero=True)
+    positive("cache.wait_default", s.cache.wait_default, allow_zero=True)
+    if s.upstream.origin:
+        parts = urlsplit(s.upstream.origin)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ConfigError(f"upstream.origin: must be an absolute http(s) URL, got {s.upstream.origin!r}")
+        if parts.query or parts.fragment:
+            raise ConfigError("upstream.origin: must not carry a query or fragment")
+    positive("upstream.connect_timeout", s.upstream.connect_timeout)
+    positive("upstream.total_timeout", s.upstream.total_timeout)
+    positive("upstream.max_body_bytes", s.upstream.max_body_bytes)
+    positive("upstream.retries", s.upstream.retries, allow_zero=True)
+    positive("upstream.retry_backoff", s.upstream.retry_backoff, allow_zero=True)
+    positive("jobs.result_ttl", s.jobs.result_ttl)
+    positive("jobs.time_limit", s.jobs.time_limit)
+    positive("jobs.processes", s.jobs.processes)
+    positive("jobs.threads", s.jobs.threads)
+    positive("jobs.heartbeat_timeout", s.jobs.heartbeat_timeout)
+    positive("jobs.poll_interval", s.jobs.poll_interval)
+    if not s.jobs.queue:
+        raise ConfigError("jobs.queue: must not be empty")
+
+
+def build(data: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
+    """Merge TOML data and environment overrides into validated ``Settings``."""
+    sections: dict[str, Any] = {}
+    known = _section_types()
+    for name in data:
+        if name not in known:
+            raise ConfigError(f"{name}: unknown section (known: {', '.join(known)})")
+    for name, cls in known.items():
+        raw = data.get(name, {})
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{name}: expected a table")
+        hints = typing.get_type_hints(cls)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        for key in raw:
+            if key not in fields:
+                raise ConfigError(f"{name}.{key}: unknown key (known: {', '.join(sorted(fields))})")
+        values = {k: _coerce(f"{name}.{k}", hints[k], v, from_env=False) for k, v in raw.items()}
+        for key in fields:
+            env_name = f"{ENV_PREFIX}{name.upper()}_{key.upper()}"
+            if env_name in env:
+                values[key] = _coerce(f"{name}.{key} (from {env_name})", hints[key], env[env_name], from_env=True)
+        sections[name] = cls(**values)
+    for env_name in env:
+        if env_name.startswith(ENV_PREFIX) and env_name not in _known_env_names():
+            raise ConfigError(f"{env_name}: unknown setting (no such section and key)")
+    settings = Settings(**sections)
+    _validate(settings)
+    return settings
+
+
+def _known_env_names() -> set[str]:
+    names = {"GRENIER_CONFIG"}
+    for name, cls in _section_types().items():
+        names.update(f"{ENV_PREFIX}{name.upper()}_{f.name.upper()}" for f in dataclasses.fields(cls))
+    return names
+
+
+def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read ``path`` (or ``$GRENIER_CONFIG``, or ``./config.toml`` when present) and apply the environment."""
+    env = os.environ if env is None else env
+    chosen = path or env.get("GRENIER_CONFIG")
+    data: dict[str, Any] = {}
+    if chosen:
+        p = Path(chosen)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} does not exist")
+    else:
+        p = Path("config.toml")
+    if p.is_file():
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    return build(data, env)
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(key, default, doc) for every setting: the source of the README's configuration table."""
+    rows = []
+    for name, cls in _section_types().items():
+        for f in dataclasses.fields(cls):
+            default = f.default if not isinstance(f.default, dataclasses._MISSING_TYPE) else None
+            rows.append((f"{name}.{f.name}", repr(default), str(f.metadata.get("doc", ""))))
+    return rows

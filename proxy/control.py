@@ -1,0 +1,48 @@
+"""Operator endpoints under ``/_grenier/``: stats, liveness and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from .problems import problem_response
+from .services import SERVICES
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT = 2.0
+
+
+async def stats(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    totals = await svc.counters.totals()
+    return web.json_response(
+        {"mode": "embedded" if svc.settings.embedded else "redis", **totals},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    checks: dict[str, str] = {}
+    for name, check in (
+        ("store", svc.store.ping()),
+        ("broker", asyncio.to_thread(svc.broker_ping)),
+    ):
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                await check
+            checks[name] = "ok"
+        except Exception as exc:
+            log.warning("readiness: %s unreachable: %r", name, exc)
+            checks[name] = f"unreachable: {type(exc).__name__}"
+    if all(v == "ok" for v in checks.values()):
+        return web.json_response({"status": "ready", **checks}, headers={"Cache-Control": "no-store"})
+    failing = ", ".join(f"{k} {v}" for k, v in checks.items() if v != "ok")
+    return problem_response(503, "Not Ready", f"not ready: {failing}", checks=checks)

@@ -1,0 +1,177 @@
+"""The two values grenier keeps: a stored response (cache entry) and a job record.
+
+Each encodes to one byte string, ``MAGIC | len(meta) | meta JSON | raw body``, so a hit is one ``GET`` and the body
+is never base64'd or re-encoded.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from .policy import Headers, StoredTimes
+
+_ENTRY_MAGIC = b"GRE1"
+_JOB_MAGIC = b"GRJ1"
+_LEN = struct.Struct(">I")
+
+
+class CorruptRecord(ValueError):
+    """Bytes in the store that are not a record of the expected kind (treated as absent)."""
+
+
+def _pack(magic: bytes, meta: dict[str, Any], body: bytes) -> bytes:
+    head = json.dumps(meta, separators=(",", ":")).encode()
+    return b"".join((magic, _LEN.pack(len(head)), head, body))
+
+
+def _unpack(magic: bytes, data: bytes) -> tuple[dict[str, Any], bytes]:
+    if data[:4] != magic or len(data) < 8:
+        raise CorruptRecord("unknown record format")
+    (size,) = _LEN.unpack_from(data, 4)
+    try:
+        meta = json.loads(data[8 : 8 + size])
+    except ValueError as exc:
+        raise CorruptRecord(str(exc)) from None
+    if not isinstance(meta, dict):
+        raise CorruptRecord("metadata is not an object")
+    return meta, data[8 + size :]
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """An upstream response as fetched, with the times that its age is computed from (RFC 9111 §4.2.3)."""
+
+    url: str
+    status: int
+    headers: Headers
+    body: bytes
+    request_time: float
+    response_time: float
+    lifetime: float = 0.0
+
+    @property
+    def times(self) -> StoredTimes:
+        return StoredTimes(self.headers, self.request_time, self.response_time, self.lifetime)
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "status": self.status,
+            "headers": [list(h) for h in self.headers],
+            "request_time": self.request_time,
+            "response_time": self.response_time,
+            "lifetime": self.lifetime,
+        }
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any], body: bytes) -> StoredResponse:
+        try:
+            return cls(
+                url=str(meta["url"]),
+                status=int(meta["status"]),
+                headers=tuple((str(k), str(v)) for k, v in meta["headers"]),
+                body=body,
+                request_time=float(meta["request_time"]),
+                response_time=float(meta["response_time"]),
+                lifetime=float(meta.get("lifetime", 0.0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptRecord(f"bad response metadata: {exc}") from None
+
+    def encode(self) -> bytes:
+        return _pack(_ENTRY_MAGIC, self.meta(), self.body)
+
+    @classmethod
+    def decode(cls, data: bytes) -> StoredResponse:
+        meta, body = _unpack(_ENTRY_MAGIC, data)
+        return cls.from_meta(meta, body)
+
+
+JobState = Literal["queued", "running", "done", "failed"]
+PENDING: frozenset[str] = frozenset({"queued", "running"})
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One fetch job as clients poll it. ``response`` is set once done, whether or not it was stored."""
+
+    id: str
+    url: str
+    state: JobState = "queued"
+    created: float = 0.0
+    started: float | None = None
+    finished: float | None = None
+    attempts: int = 0
+    stored: bool = False
+    not_stored: str | None = None
+    error: str | None = None
+    error_kind: str | None = None
+    response: StoredResponse | None = field(default=None, compare=False)
+
+    @property
+    def pending(self) -> bool:
+        return self.state in PENDING
+
+    def status_doc(self, location: str) -> dict[str, Any]:
+        """The JSON a poller sees while the job is pending (and the 202 body)."""
+        doc: dict[str, Any] = {
+            "id": self.id,
+            "url": self.url,
+            "state": self.state,
+            "location": location,
+            "created": self.created,
+            "started": self.started,
+            "finished": self.finished,
+            "attempts": self.attempts,
+        }
+        if self.error:
+            doc["error"] = self.error
+        return doc
+
+    def with_(self, **changes: Any) -> JobRecord:
+        return replace(self, **changes)
+
+    def encode(self) -> bytes:
+        meta: dict[str, Any] = {
+            "id": self.id,
+            "url": self.url,
+            "state": self.state,
+            "created": self.created,
+            "started": self.started,
+            "finished": self.finished,
+            "attempts": self.attempts,
+            "stored": self.stored,
+            "not_stored": self.not_stored,
+            "error": self.error,
+            "error_kind": self.error_kind,
+            "response": self.response.meta() if self.response else None,
+        }
+        return _pack(_JOB_MAGIC, meta, self.response.body if self.response else b"")
+
+    @classmethod
+    def decode(cls, data: bytes) -> JobRecord:
+        meta, body = _unpack(_JOB_MAGIC, data)
+        try:
+            resp = meta.get("response")
+            state = str(meta["state"])
+            if state not in {"queued", "running", "done", "failed"}:
+                raise CorruptRecord(f"unknown job state {state!r}")
+            return cls(
+                id=str(meta["id"]),
+                url=str(meta["url"]),
+                state=state,  # type: ignore[arg-type]
+                created=float(meta["created"]),
+                started=meta.get("started"),
+                finished=meta.get("finished"),
+                attempts=int(meta.get("attempts", 0)),
+                stored=bool(meta.get("stored")),
+                not_stored=meta.get("not_stored"),
+                error=meta.get("error"),
+                error_kind=meta.get("error_kind"),
+                response=StoredResponse.from_meta(resp, body) if isinstance(resp, dict) else None,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptRecord(f"bad job metadata: {exc}") from None

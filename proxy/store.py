@@ -1,0 +1,368 @@
+"""The store: cache entries, job records, in-flight markers and shared counters, behind one narrow interface.
+
+Two implementations honour the same contract (``tests/unit/test_store_contract.py`` runs over both):
+
+* :class:`RedisStore` for Redis mode (and over fakeredis in unit tests).
+* :class:`MemoryStore` for the embedded mode. It is plain dicts under a ``threading.Lock`` held only for dict
+  operations, so the in-process worker threads can never stall the proxy's event loop.
+
+Redis key scheme (``<p>`` is ``grenier``, ``<h>`` the SHA-256 of the canonical URL):
+
+================================  =====================================================  ==========================
+key                               value                                                  expiry
+================================  =====================================================  ==========================
+``<p>:entry:<h>``                 :class:`StoredResponse` bytes (one value: a hit is one  freshness + ``stale_keep``
+                                  ``GET``)
+``<p>:job:<id>``                  :class:`JobRecord` bytes (with the fetched response)    ``jobs.result_ttl``
+``<p>:inflight:<h>``              id of the job fetching that URL now                    job time limit; a few
+                                                                                         seconds after it ends
+``<p>:stats:<name>``              integer counter (``INCRBY``)                           none
+channel ``<p>:job-done``          job id, published when a job ends                      -
+================================  =====================================================  ==========================
+
+Only entries carry a TTL that ``volatile-lru`` may evict early; Dramatiq's queues carry none, so a full Redis
+evicts cache entries, never queued jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+
+from .records import CorruptRecord, JobRecord, StoredResponse
+
+log = logging.getLogger(__name__)
+
+PREFIX = "grenier"
+DONE_CHANNEL = f"{PREFIX}:job-done"
+COUNTERS = ("hits", "misses", "refreshes", "collapsed", "jobs_done", "jobs_failed", "stored", "not_stored")
+
+
+def entry_key(url_hash: str) -> str:
+    return f"{PREFIX}:entry:{url_hash}"
+
+
+def job_key(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}"
+
+
+def inflight_key(url_hash: str) -> str:
+    return f"{PREFIX}:inflight:{url_hash}"
+
+
+def stat_key(name: str) -> str:
+    return f"{PREFIX}:stats:{name}"
+
+
+class Store(Protocol):
+    async def get_entry(self, url_hash: str) -> StoredResponse | None: ...
+
+    async def put_entry(self, url_hash: str, entry: StoredResponse, expire: float) -> None: ...
+
+    async def get_job(self, job_id: str) -> JobRecord | None: ...
+
+    async def put_job(self, record: JobRecord, expire: float) -> None: ...
+
+    async def delete_job(self, job_id: str) -> None: ...
+
+    async def claim(self, url_hash: str, job_id: str, expire: float) -> str | None:
+        """Mark ``job_id`` as fetching ``url_hash`` unless another job is; return that other job's id."""
+        ...
+
+    async def take_over(self, url_hash: str, job_id: str, expire: float) -> None:
+        """Make ``job_id`` the in-flight job for ``url_hash`` unconditionally (a forced refresh)."""
+        ...
+
+    async def release(self, url_hash: str, job_id: str, linger: float) -> None:
+        """Let the marker of ``job_id`` expire after ``linger`` seconds (if it is still that job's)."""
+        ...
+
+    async def finish_job(self, record: JobRecord, expire: float) -> None:
+        """Write a terminal job record and wake whoever waits for it."""
+        ...
+
+    async def wait_job(self, job_id: str, timeout: float) -> JobRecord | None:
+        """The job's record once it has ended, or its latest record when ``timeout`` runs out."""
+        ...
+
+    async def incr(self, counts: dict[str, int]) -> None: ...
+
+    async def counters(self) -> dict[str, int]: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def _decode_entry(data: bytes | str | None) -> StoredResponse | None:
+    if not isinstance(data, bytes):
+        return None
+    try:
+        return StoredResponse.decode(data)
+    except CorruptRecord as exc:
+        log.warning("ignoring unreadable cache entry: %s", exc)
+        return None
+
+
+def _decode_job(data: bytes | str | None) -> JobRecord | None:
+    if not isinstance(data, bytes):
+        return None
+    try:
+        return JobRecord.decode(data)
+    except CorruptRecord as exc:
+        log.warning("ignoring unreadable job record: %s", exc)
+        return None
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+class RedisStore:
+    """The store on a Redis server (any number of proxies and workers share it)."""
+
+    #: How often a waiter re-reads its job even without a notification (a lost PUBLISH costs this much).
+    poll_fallback = 0.5
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.redis = client
+        self._release = client.register_script(_RELEASE)
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._listener: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisStore:
+        return cls(aioredis.Redis.from_url(url, health_check_interval=30))
+
+    async def get_entry(self, url_hash: str) -> StoredResponse | None:
+        return _decode_entry(await self.redis.get(entry_key(url_hash)))
+
+    async def put_entry(self, url_hash: str, entry: StoredResponse, expire: float) -> None:
+        await self.redis.set(entry_key(url_hash), entry.encode(), px=_ms(expire))
+
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        return _decode_job(await self.redis.get(job_key(job_id)))
+
+    async def put_job(self, record: JobRecord, expire: float) -> None:
+        await self.redis.set(job_key(record.id), record.encode(), px=_ms(expire))
+
+    async def delete_job(self, job_id: str) -> None:
+        await self.redis.delete(job_key(job_id))
+
+    async def claim(self, url_hash: str, job_id: str, expire: float) -> str | None:
+        prior = await self.redis.set(inflight_key(url_hash), job_id, nx=True, get=True, px=_ms(expire))
+        if isinstance(prior, bytes):
+            return prior.decode()
+        return prior if isinstance(prior, str) else None
+
+    async def take_over(self, url_hash: str, job_id: str, expire: float) -> None:
+        await self.redis.set(inflight_key(url_hash), job_id, px=_ms(expire))
+
+    async def release(self, url_hash: str, job_id: str, linger: float) -> None:
+        await self._release(keys=[inflight_key(url_hash)], args=[job_id, _ms(linger)])
+
+    async def finish_job(self, record: JobRecord, expire: float) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(job_key(record.id), record.encode(), px=_ms(expire))
+            pipe.publish(DONE_CHANNEL, record.id)
+            await pipe.execute()
+
+    async def wait_job(self, job_id: str, timeout: float) -> JobRecord | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self._ensure_listener()
+        while True:
+            fut: asyncio.Future[None] = loop.create_future()
+            self._waiters.setdefault(job_id, []).append(fut)
+            try:
+                record = await self.get_job(job_id)
+                remaining = deadline - loop.time()
+                if record is None or not record.pending or remaining <= 0:
+                    return record
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(fut, min(remaining, self.poll_fallback))
+            finally:
+                waiting = self._waiters.get(job_id, [])
+                if fut in waiting:
+                    waiting.remove(fut)
+                if not waiting:
+                    self._waiters.pop(job_id, None)
+
+    def _ensure_listener(self) -> None:
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.create_task(self._listen(), name="grenier-job-done-listener")
+
+    async def _listen(self) -> None:
+        """One subscription per process; it wakes the waiters of each job that ends."""
+        while True:
+            try:
+                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(DONE_CHANNEL)
+                    while True:
+                        msg = await pubsub.get_message(timeout=5.0)
+                        if msg and msg.get("type") == "message":
+                            self._wake(msg["data"].decode())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the poll fallback keeps waiters going meanwhile
+                log.warning("job notification listener failed (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+
+    def _wake(self, job_id: str) -> None:
+        for fut in self._waiters.get(job_id, []):
+            if not fut.done():
+                fut.set_result(None)
+
+    async def incr(self, counts: dict[str, int]) -> None:
+        if not counts:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name, n in counts.items():
+                pipe.incrby(stat_key(name), n)
+            await pipe.execute()
+
+    async def counters(self) -> dict[str, int]:
+        raw = await self.redis.mget([stat_key(n) for n in COUNTERS])
+        return {n: int(v or 0) for n, v in zip(COUNTERS, raw, strict=True)}
+
+    async def ping(self) -> None:
+        await self.redis.ping()
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+        await self.redis.aclose()
+
+
+class MemoryStore:
+    """The embedded store: process memory, shared by the proxy's event loop and the in-process worker threads."""
+
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._data: dict[str, tuple[Any, float | None]] = {}
+        self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
+
+    def _get(self, key: str) -> Any:
+        with self._lock:
+            item = self._data.get(key)
+            if item is None:
+                return None
+            value, expires = item
+            if expires is not None and expires <= self._clock():
+                del self._data[key]
+                return None
+            return value
+
+    def _set(self, key: str, value: Any, expire: float | None) -> None:
+        with self._lock:
+            self._data[key] = (value, None if expire is None else self._clock() + expire)
+
+    async def get_entry(self, url_hash: str) -> StoredResponse | None:
+        value: StoredResponse | None = self._get(entry_key(url_hash))
+        return value
+
+    async def put_entry(self, url_hash: str, entry: StoredResponse, expire: float) -> None:
+        self._set(entry_key(url_hash), entry, expire)
+
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        value: JobRecord | None = self._get(job_key(job_id))
+        return value
+
+    async def put_job(self, record: JobRecord, expire: float) -> None:
+        self._set(job_key(record.id), record, expire)
+
+    async def delete_job(self, job_id: str) -> None:
+        with self._lock:
+            self._data.pop(job_key(job_id), None)
+
+    async def claim(self, url_hash: str, job_id: str, expire: float) -> str | None:
+        key = inflight_key(url_hash)
+        with self._lock:
+            item = self._data.get(key)
+            if item is not None and (item[1] is None or item[1] > self._clock()):
+                prior: str = item[0]
+                return prior
+            self._data[key] = (job_id, self._clock() + expire)
+            return None
+
+    async def take_over(self, url_hash: str, job_id: str, expire: float) -> None:
+        self._set(inflight_key(url_hash), job_id, expire)
+
+    async def release(self, url_hash: str, job_id: str, linger: float) -> None:
+        key = inflight_key(url_hash)
+        with self._lock:
+            item = self._data.get(key)
+            if item is not None and item[0] == job_id:
+                self._data[key] = (job_id, self._clock() + linger)
+
+    async def finish_job(self, record: JobRecord, expire: float) -> None:
+        self._set(job_key(record.id), record, expire)
+        with self._lock:
+            waiters = self._waiters.pop(record.id, [])
+        for loop, fut in waiters:
+            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody is waiting any more
+                loop.call_soon_threadsafe(_resolve, fut)
+
+    async def wait_job(self, job_id: str, timeout: float) -> JobRecord | None:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            self._waiters.setdefault(job_id, []).append((loop, fut))
+        try:
+            record = await self.get_job(job_id)
+            if record is None or not record.pending:
+                return record
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(fut, timeout)
+            return await self.get_job(job_id)
+        finally:
+            with self._lock:
+                waiting = self._waiters.get(job_id, [])
+                if (loop, fut) in waiting:
+                    waiting.remove((loop, fut))
+                if not waiting:
+                    self._waiters.pop(job_id, None)
+
+    async def incr(self, counts: dict[str, int]) -> None:
+        with self._lock:
+            for name, n in counts.items():
+                key = stat_key(name)
+                value, _ = self._data.get(key, (0, None))
+                self._data[key] = (value + n, None)
+
+    async def counters(self) -> dict[str, int]:
+        with self._lock:
+            return {n: int(self._data.get(stat_key(n), (0, None))[0]) for n in COUNTERS}
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def keys(self) -> Iterable[str]:
+        with self._lock:
+            return list(self._data)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

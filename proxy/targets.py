@@ -1,0 +1,60 @@
+"""Target URLs: validate what a client names and normalise it into the one spelling that keys the cache.
+
+Pure functions; every refusal is a :class:`~proxy.problems.BadTarget` (or ``TargetTooLong``) whose detail says what
+was wrong, so handlers never have to guess.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from urllib.parse import urlsplit, urlunsplit
+
+from .problems import BadTarget, TargetTooLong
+
+MAX_URL_BYTES = 8192
+SCHEMES = {"http": 80, "https": 443}
+
+
+def normalize(raw: str | None) -> str:
+    """Return the canonical absolute URL for ``raw`` or raise a problem naming the fault.
+
+    Canonical: scheme and host lower-cased, default port and fragment dropped, empty path written ``/``; the path
+    and query are kept byte for byte because origins may treat any other spelling as a different resource.
+    """
+    if raw is None or not raw.strip():
+        raise BadTarget("the url parameter is missing: pass an absolute http(s) URL, e.g. ?url=http://example.com/")
+    if len(raw.encode("utf-8", "surrogatepass")) > MAX_URL_BYTES:
+        raise TargetTooLong(f"the target URL is longer than {MAX_URL_BYTES} bytes")
+    raw = raw.strip()
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in raw):
+        raise BadTarget("the target URL contains whitespace or control characters")
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError as exc:
+        raise BadTarget(f"the target URL cannot be parsed: {exc}") from None
+    if not parts.scheme or not parts.netloc:
+        raise BadTarget(f"the target URL {raw!r} is relative: give an absolute http or https URL")
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise BadTarget(f"the scheme {scheme!r} is not supported: only http and https are")
+    host = parts.hostname
+    if not host:
+        raise BadTarget("the target URL has no host")
+    if parts.username is not None or parts.password is not None:
+        raise BadTarget("the target URL carries credentials (user@host); send them as headers instead")
+    host = host.lower()
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    netloc = host if port in (None, SCHEMES[scheme]) else f"{host}:{port}"
+    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+
+
+def join_origin(origin: str, raw_path: str) -> str:
+    """The absolute URL a reverse-proxied request stands for: the configured origin plus the request's raw path."""
+    return normalize(origin.rstrip("/") + raw_path)
+
+
+def cache_key(url: str) -> str:
+    """A fixed-length key for a canonical URL, so any URL length fits the store's key scheme."""
+    return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()

@@ -1,0 +1,105 @@
+"""The browser face: the lab's URL form, done properly (escaping, a job page that refreshes until ready).
+
+Fetched pages are shown in a sandboxed ``<iframe>`` so their scripts never run with grenier's origin.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from urllib.parse import quote
+
+from aiohttp import web
+
+from . import policy
+from .handlers import JOB_ID
+from .problems import NotFound
+from .responses import job_location
+from .services import SERVICES
+from .targets import cache_key, normalize
+
+_STYLE = """
+body{font:16px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;color:#222}
+form{display:flex;gap:.5rem;align-items:center}input[type=url]{flex:1;padding:.4rem;font-size:1rem}
+button{padding:.4rem 1rem;font-size:1rem}iframe{width:100%;height:70vh;border:1px solid #ccc;margin-top:1rem}
+.meta{color:#555;font-size:.9rem}
+"""
+
+
+def _page(title: str, body: str, refresh: bool = False) -> web.Response:
+    head = '<meta http-equiv="refresh" content="1">' if refresh else ""
+    doc = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">{head}'
+        f"<title>{html.escape(title)} · grenier</title><style>{_STYLE}</style></head>"
+        f'<body><h1><a href="/_grenier/">grenier</a></h1>{body}</body></html>'
+    )
+    return web.Response(
+        text=doc,
+        content_type="text/html",
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'",
+        },
+    )
+
+
+def _form(url: str = "") -> str:
+    return (
+        '<form method="get" action="/_grenier/ui/fetch">'
+        f'<label for="url">URL</label><input id="url" name="url" type="url" required value="{html.escape(url)}" '
+        'placeholder="https://example.com/">'
+        '<label><input type="checkbox" name="force" value="1"> force refresh</label>'
+        '<button type="submit">Fetch</button></form>'
+    )
+
+
+async def index(request: web.Request) -> web.Response:
+    return _page("fetch a page", _form())
+
+
+async def submit(request: web.Request) -> web.StreamResponse:
+    """Serve the form: a fresh cached copy at once, else start the job and go to its page."""
+    svc = request.app[SERVICES]
+    url = normalize(request.query.get("url"))
+    force = request.query.get("force") == "1"
+    if not force:
+        entry = await svc.store.get_entry(cache_key(url))
+        decision = policy.decide((), entry.times if entry else None, time.time())
+        if isinstance(decision, policy.Hit):
+            svc.counters.add("hits")
+            src = f"/_grenier/fetch?url={quote(url, safe='')}"
+            meta = f"served from cache · age {decision.age} s · fresh for {decision.ttl} s more"
+            return _page(
+                url,
+                f"{_form(url)}<p class=meta>{html.escape(meta)}</p>"
+                f'<iframe sandbox src="{html.escape(src)}" title="cached page"></iframe>',
+            )
+    started = await svc.dispatcher.start(url, force=force)
+    svc.counters.add("refreshes" if force else "misses")
+    raise web.HTTPSeeOther(f"/_grenier/ui/jobs/{started.record.id}")
+
+
+async def job_page(request: web.Request) -> web.Response:
+    job_id = request.match_info["job_id"]
+    record = await request.app[SERVICES].store.get_job(job_id) if JOB_ID.fullmatch(job_id) else None
+    if record is None:
+        raise NotFound(f"no job {job_id!r}: it never existed or its record has expired")
+    if record.pending:
+        return _page(
+            record.url,
+            f"{_form(record.url)}<p>Fetching <code>{html.escape(record.url)}</code> "
+            f"({html.escape(record.state)})… this page refreshes itself.</p>",
+            refresh=True,
+        )
+    if record.state == "failed":
+        summary = f"fetch failed: {record.error}"
+    else:
+        assert record.response is not None
+        summary = f"status {record.response.status} · " + (
+            "stored in the cache" if record.stored else f"not stored: {record.not_stored}"
+        )
+    return _page(
+        record.url,
+        f"{_form(record.url)}<p class=meta>{html.escape(summary)}</p>"
+        f'<iframe sandbox src="{html.escape(job_location(record.id))}" title="fetched page"></iframe>',
+    )
