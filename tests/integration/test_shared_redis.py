@@ -1,0 +1,93 @@
+"""Several grenier processes on one Redis: shared counters and shared jobs; readiness when that Redis dies."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from .origin import Origin
+from .support import Launcher, ThrowawayRedis, async_wait_until, fetch_url, get, poll_job
+
+
+async def stats(http: aiohttp.ClientSession, base: str) -> dict[str, Any]:
+    reply = await get(http, base + "/_grenier/stats")
+    assert reply.status == 200
+    doc: dict[str, Any] = reply.json()
+    return doc
+
+
+async def test_stats_are_shared_by_two_proxies(
+    launcher: Launcher, fresh_redis: Callable[[], str], origin: Origin, http: aiohttp.ClientSession
+) -> None:
+    settings = {"GRENIER_REDIS_URL": fresh_redis()}
+    launcher.worker(settings, processes=1)
+    one, two = launcher.serve(settings), launcher.serve(settings)
+    before = await stats(http, one.url)
+    assert before["mode"] == "redis"
+    assert before == await stats(http, two.url)
+
+    target = origin.route()
+    miss = await get(http, fetch_url(one.url, target))
+    assert miss.status == 202
+    assert (await poll_job(http, two.url, miss.location)).status == 200  # a job started by one, polled on two
+    for _ in range(3):
+        assert (await get(http, fetch_url(one.url, target))).cache_status["hit"] is True
+    for _ in range(2):
+        assert (await get(http, fetch_url(two.url, target))).cache_status["hit"] is True
+
+    expected = {"hits": before["hits"] + 5, "misses": before["misses"] + 1, "jobs_done": before["jobs_done"] + 1}
+
+    async def agreed() -> bool:
+        seen = [await stats(http, one.url), await stats(http, two.url)]
+        return all({k: s[k] for k in expected} == expected for s in seen)
+
+    # Each process flushes its counters about once a second; both must come to the same totals.
+    await async_wait_until(agreed, 10, f"both proxies to report {expected}")
+    assert origin.hits(target) == 1
+
+
+async def test_concurrent_misses_on_two_proxies_share_one_job(
+    launcher: Launcher, fresh_redis: Callable[[], str], origin: Origin, http: aiohttp.ClientSession
+) -> None:
+    settings = {"GRENIER_REDIS_URL": fresh_redis()}
+    launcher.worker(settings, processes=1)
+    proxies = [launcher.serve(settings), launcher.serve(settings)]
+    target = origin.route(delays=(1.5,))
+
+    replies = await asyncio.gather(*(get(http, fetch_url(proxies[i % 2].url, target)) for i in range(40)))
+    assert {r.status for r in replies} == {202}
+    assert len({r.location for r in replies}) == 1
+    done = await poll_job(http, proxies[0].url, replies[0].location)
+    assert done.status == 200
+    assert origin.hits(target) == 1
+
+
+async def test_ready_is_503_when_redis_is_down(
+    launcher: Launcher, tmp_path: Path, origin: Origin, http: aiohttp.ClientSession
+) -> None:
+    doomed = ThrowawayRedis(tmp_path)
+    try:
+        serve = launcher.serve({"GRENIER_REDIS_URL": doomed.url})
+        assert (await get(http, serve.url + "/_grenier/ready")).status == 200
+        doomed.kill()
+
+        async def not_ready() -> Any:
+            reply = await get(http, serve.url + "/_grenier/ready")
+            return reply if reply.status != 200 else None
+
+        reply = await async_wait_until(not_ready, 15, "/_grenier/ready to notice Redis is gone")
+        doc = reply.problem(503)
+        assert "store" in doc["detail"]
+        assert doc["checks"]["store"] != "ok"
+        assert doc["checks"]["broker"] != "ok"
+        # The process itself is still up, and a request that needs Redis fails as a problem, not a traceback.
+        assert (await get(http, serve.url + "/_grenier/health")).status == 200
+        failing = await get(http, fetch_url(serve.url, origin.route()))
+        failing.problem(failing.status)
+        assert failing.status >= 500
+    finally:
+        doomed.kill()

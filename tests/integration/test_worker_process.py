@@ -1,0 +1,107 @@
+"""``grenier worker`` as a real process: a SIGKILLed worker loses no job, SIGTERM is a clean exit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable
+
+import aiohttp
+import pytest
+
+from .origin import Origin
+from .support import Launcher, alive, async_wait_until, fetch_url, get, poll_job, wait_until, worker_children
+
+HEARTBEAT = 3
+
+
+async def test_worker_killed_mid_job_is_replaced_and_the_job_completes(
+    launcher: Launcher, fresh_redis: Callable[[], str], origin: Origin, http: aiohttp.ClientSession
+) -> None:
+    settings = {"GRENIER_REDIS_URL": fresh_redis(), "GRENIER_JOBS_HEARTBEAT_TIMEOUT": str(HEARTBEAT)}
+    supervisor = launcher.worker(settings, processes=1)
+    serve = launcher.serve(settings)
+    (child,) = wait_until(lambda: worker_children(supervisor.pid), 10, "the worker child process")
+    target = origin.route(delays=(3.0,), body=b"slow but sure")
+
+    miss = await get(http, fetch_url(serve.url, target))
+    assert miss.status == 202
+    job_url = serve.url + miss.location
+
+    async def running() -> bool:
+        reply = await get(http, job_url)
+        return reply.status == 202 and reply.json()["state"] == "running"
+
+    await async_wait_until(running, 15, "the job to be running")
+    wait_until(lambda: origin.hits(target) == 1, 10, "the worker's request to reach the origin")
+    os.kill(child, signal.SIGKILL)
+    wait_until(lambda: not alive(child), 10, f"worker child {child} to die")
+
+    (replacement,) = wait_until(
+        lambda: worker_children(supervisor.pid) - {child}, 15, "the supervisor to start a new worker child"
+    )
+    assert replacement != child
+    assert supervisor.proc.poll() is None
+
+    done = await poll_job(http, serve.url, miss.location, timeout=30)
+    assert done.status == 200
+    assert done.body == b"slow but sure"
+    assert origin.hits(target) == 2  # the killed attempt and the redelivered one
+    assert (await get(http, fetch_url(serve.url, target))).cache_status["hit"] is True
+
+
+def test_worker_sigterm_exits_cleanly(launcher: Launcher, fresh_redis: Callable[[], str]) -> None:
+    supervisor = launcher.worker({"GRENIER_REDIS_URL": fresh_redis()}, processes=2)
+    kids = wait_until(lambda: k if len(k := worker_children(supervisor.pid)) == 2 else None, 10, "two worker children")
+    code = supervisor.stop(timeout=30)
+    assert code == 0, supervisor.log()[-3000:]
+    for kid in kids:
+        wait_until(lambda kid=kid: not alive(kid), 10, f"worker child {kid} to exit")
+    assert "Traceback" not in supervisor.log()
+
+
+async def test_worker_sigterm_mid_job_does_not_lose_the_job(
+    launcher: Launcher, fresh_redis: Callable[[], str], origin: Origin, http: aiohttp.ClientSession
+) -> None:
+    settings = {"GRENIER_REDIS_URL": fresh_redis(), "GRENIER_JOBS_HEARTBEAT_TIMEOUT": str(HEARTBEAT)}
+    supervisor = launcher.worker(settings, processes=1)
+    serve = launcher.serve(settings)
+    target = origin.route(delays=(2.0,), body=b"finished anyway")
+    miss = await get(http, fetch_url(serve.url, target))
+    job_url = serve.url + miss.location
+
+    async def running() -> bool:
+        reply = await get(http, job_url)
+        return reply.status == 202 and reply.json()["state"] == "running"
+
+    await async_wait_until(running, 15, "the job to be running")
+    wait_until(lambda: origin.hits(target) == 1, 10, "the worker's request to reach the origin")
+    assert await asyncio.to_thread(supervisor.stop, 30) == 0
+    # Whether the stopping worker finished the job or handed it back, a worker that runs next must not find it
+    # lost: the job ends with the origin's response.
+    launcher.worker(settings, processes=1)
+    done = await poll_job(http, serve.url, miss.location, timeout=20)
+    assert done.status == 200, done.body[:500]
+    assert done.body == b"finished anyway"
+
+
+def test_worker_needs_redis(launcher: Launcher) -> None:
+    worker = launcher.worker({}, ready=False)
+    assert worker.proc.wait(20) == 2
+    assert "redis.url" in worker.log()
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        pytest.param({"GRENIER_CACHE_MISS": "sometimes"}, "cache.miss", id="bad-value"),
+        pytest.param({"GRENIER_CACHE_MAX_TTL": "soon"}, "cache.max_ttl", id="not-a-number"),
+        pytest.param({"GRENIER_CACHE_BOGUS": "1"}, "GRENIER_CACHE_BOGUS", id="unknown-key"),
+    ],
+)
+def test_bad_setting_stops_startup_naming_the_key(launcher: Launcher, setting: dict[str, str], named: str) -> None:
+    serve = launcher.serve(setting, ready=False)
+    assert serve.proc.wait(20) == 2
+    assert named in serve.log()
+    assert "Traceback" not in serve.log()
