@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import dramatiq
@@ -72,8 +73,8 @@ class _CloseRuntime(Middleware):
 
 
 def declare(broker: Broker, runtime: JobRuntime) -> Actor:  # type: ignore[type-arg]
-    async def fetch(job_id: str, url: str) -> None:
-        await fetch_job.run(await runtime.env(), job_id, url)
+    async def fetch(job_id: str, url: str, options: dict[str, Any] | None = None) -> None:
+        await fetch_job.run(await runtime.env(), job_id, url, options)
 
     broker.add_middleware(_CloseRuntime(runtime))
     decorate = dramatiq.actor(actor_name=ACTOR_NAME, broker=broker, queue_name=runtime.settings.jobs.queue)

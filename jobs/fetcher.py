@@ -16,7 +16,6 @@ import aiohttp
 from proxy.policy import Headers
 
 USER_AGENT = "grenier/0.1"
-VIA = "1.1 grenier"
 
 ErrorKind = Literal["timeout", "connect", "too_large", "protocol"]
 
@@ -60,7 +59,7 @@ def new_session(limits: FetchLimits) -> aiohttp.ClientSession:
         timeout=timeout,
         auto_decompress=False,
         skip_auto_headers=("Accept-Encoding",),
-        headers={"User-Agent": USER_AGENT, "Via": VIA},
+        headers={"User-Agent": USER_AGENT},
     )
 
 

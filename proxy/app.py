@@ -18,8 +18,11 @@ from dramatiq import Worker
 
 from jobs.actors import JobRuntime, declare
 from jobs.broker import make_broker, ping
+from jobs.fetch_job import fetch_limits
+from jobs.fetcher import new_session
 
 from . import control, handlers, ui
+from .cache_status import cache_status
 from .config import Settings
 from .dispatch import Dispatcher
 from .problems import Problem, from_problem, problem_response
@@ -101,8 +104,15 @@ def _routes(app: web.Application, reverse: bool) -> None:
     r.add_get(f"{CONTROL_PREFIX}/ready", control.ready)
 
 
+async def _default_cache_status(request: web.Request, response: web.StreamResponse) -> None:
+    """RFC 9211 on every response: what the handlers did not explain was not a cache matter at all."""
+    if "Cache-Status" not in response.headers:
+        response.headers["Cache-Status"] = cache_status(fwd="bypass")
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[problems_middleware, proxy_middleware])
+    app.on_response_prepare.append(_default_cache_status)
     _routes(app, reverse=bool(settings.upstream.origin))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -118,16 +128,20 @@ def create_app(settings: Settings) -> web.Application:
             )
             worker.start()
 
-        async def send(job_id: str, url: str) -> None:
+        async def send(job_id: str, url: str, options: dict[str, Any]) -> None:
             # actor.send is a blocking broker call (a Redis round trip in Redis mode): keep it off the loop.
-            await asyncio.to_thread(actor.send, job_id, url)
+            await asyncio.to_thread(actor.send, job_id, url, options)
 
         counters = Counters(store)
         counters.start()
-        app[SERVICES] = Services(settings, store, Dispatcher(settings, store, send), counters, lambda: ping(broker))
+        session = new_session(fetch_limits(settings))
+        app[SERVICES] = Services(
+            settings, store, Dispatcher(settings, store, send), counters, lambda: ping(broker), session
+        )
         try:
             yield
         finally:
+            await session.close()
             await counters.stop()
             if worker is not None:
                 await asyncio.to_thread(worker.stop)

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
+from .policy import Limits
+
 ENV_PREFIX = "GRENIER_"
 
 
@@ -51,8 +53,22 @@ class CacheSettings:
     )
     max_ttl: int = field(default=86400, metadata=_doc("Upper bound (s) on any entry's freshness lifetime."))
     stale_keep: int = field(
+        default=86400,
+        metadata=_doc("Seconds an entry is kept after it goes stale, to be revalidated (304) instead of refetched."),
+    )
+    heuristic_fraction: float = field(
+        default=0.1, metadata=_doc("Heuristic freshness: this fraction of (Date - Last-Modified) (RFC 9111 4.2.2).")
+    )
+    heuristic_max: int = field(default=86400, metadata=_doc("Upper bound (s) on a heuristic freshness lifetime."))
+    stale_while_revalidate: int = field(
         default=0,
-        metadata=_doc("Seconds an entry is kept in the store after it goes stale (for revalidation)."),
+        metadata=_doc("Default stale-while-revalidate window (s) for responses that set none (RFC 5861); 0: off."),
+    )
+    stale_if_error: int = field(
+        default=0, metadata=_doc("Default stale-if-error window (s) for responses that set none (RFC 5861); 0: off.")
+    )
+    share_set_cookie: bool = field(
+        default=False, metadata=_doc("Store and share responses that carry Set-Cookie (off: they are never stored).")
     )
     miss: Literal["async", "wait"] = field(
         default="async",
@@ -110,6 +126,21 @@ class Settings:
     @property
     def embedded(self) -> bool:
         return not self.redis.url
+
+    @property
+    def limits(self) -> Limits:
+        """The cache settings the pure policy needs."""
+        c = self.cache
+        return Limits(
+            default_ttl=c.default_ttl,
+            max_ttl=c.max_ttl,
+            heuristic_fraction=c.heuristic_fraction,
+            heuristic_max=c.heuristic_max,
+            stale_while_revalidate=c.stale_while_revalidate,
+            stale_if_error=c.stale_if_error,
+            stale_keep=c.stale_keep,
+            share_set_cookie=c.share_set_cookie,
+        )
 
 
 def _section_types() -> dict[str, type[Any]]:
@@ -173,6 +204,11 @@ def _validate(s: Settings) -> None:
     positive("cache.max_ttl", s.cache.max_ttl)
     positive("cache.stale_keep", s.cache.stale_keep, allow_zero=True)
     positive("cache.max_wait", s.cache.max_wait, allow_zero=True)
+    positive("cache.heuristic_max", s.cache.heuristic_max, allow_zero=True)
+    positive("cache.stale_while_revalidate", s.cache.stale_while_revalidate, allow_zero=True)
+    positive("cache.stale_if_error", s.cache.stale_if_error, allow_zero=True)
+    if not 0 <= s.cache.heuristic_fraction <= 1:
+        raise ConfigError(f"cache.heuristic_fraction: must be between 0 and 1, got {s.cache.heuristic_fraction!r}")
     positive("cache.wait_default", s.cache.wait_default, allow_zero=True)
     if s.upstream.origin:
         parts = urlsplit(s.upstream.origin)

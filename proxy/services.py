@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import aiohttp
 from aiohttp import web
 
 from .config import Settings
 from .dispatch import Dispatcher
+from .policy import Limits
 from .stats import Counters
 from .store import Store
 
@@ -21,6 +23,12 @@ class Services:
     counters: Counters
     broker_ping: Callable[[], None]
     """Blocking check that the job broker answers (run in a thread)."""
+    session: aiohttp.ClientSession
+    """For requests relayed straight upstream (unsafe methods, uncacheable ranges)."""
+
+    @property
+    def limits(self) -> Limits:
+        return self.settings.limits
 
     @property
     def wait_default(self) -> float:
