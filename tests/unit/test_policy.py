@@ -135,7 +135,8 @@ def test_storability(section: str, method: str, status: int, req: Headers, resp:
     if reason is None:
         assert got is None, section
     else:
-        assert got is not None and got.startswith(reason), (section, got)
+        assert got is not None, section
+        assert got.startswith(reason), (section, got)
 
 
 def test_set_cookie_shared_when_configured() -> None:
