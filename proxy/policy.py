@@ -409,7 +409,7 @@ def validators(headers: Headers) -> Headers:
 def freshen(stored: Headers, not_modified: Headers) -> Headers:
     """§4.3.4 / §3.2: the stored fields updated with those of a 304, except the ones that describe the body."""
     update = [(k, v) for k, v in storable_headers(not_modified) if k.lower() not in _NOT_UPDATED]
-    names = {k.lower() for k, _ in update}
+    names = {k.lower() for k, _ in update} | {"age"}  # the old Age described the old message
     return tuple((k, v) for k, v in stored if k.lower() not in names) + tuple(update)
 
 

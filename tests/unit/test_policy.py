@@ -581,7 +581,13 @@ def test_validators(section: str, headers: Headers, expected: Headers) -> None:
 
 def test_freshen_updates_fields_but_not_the_body_description() -> None:
     """§4.3.4 / §3.2: a 304's fields replace the stored ones, except those describing the stored body."""
-    old = h(("Content-Type", "text/html"), ("Content-Length", "10"), ("Cache-Control", "max-age=1"), ("ETag", '"a"'))
+    old = h(
+        ("Content-Type", "text/html"),
+        ("Content-Length", "10"),
+        ("Cache-Control", "max-age=1"),
+        ("ETag", '"a"'),
+        ("Age", "11"),
+    )
     new = h(
         ("Cache-Control", "max-age=60"),
         ("Content-Length", "0"),
