@@ -50,6 +50,15 @@ def make_broker(settings: Settings) -> Broker:
     )
 
 
+def pending(broker: Broker, queue: str) -> int:
+    """Messages waiting in ``queue`` (not yet taken by a worker); blocking, call it off the event loop."""
+    if isinstance(broker, RedisBroker):
+        return int(broker.client.llen(f"{broker.namespace}:{queue}"))
+    if isinstance(broker, StubBroker) and queue in broker.queues:
+        return int(broker.queues[queue].qsize())
+    return 0
+
+
 def ping(broker: Broker) -> None:
     """Raise when the broker cannot be reached (blocking: call it off the event loop)."""
     if isinstance(broker, RedisBroker):

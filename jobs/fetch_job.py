@@ -18,13 +18,13 @@ from typing import Any
 
 import aiohttp
 
-from proxy import lookup, policy
+from proxy import lookup, netguard, policy
 from proxy.config import Settings
-from proxy.forwarding import VIA
+from proxy.forwarding import marks
 from proxy.policy import Headers
 from proxy.records import JobRecord, StoredResponse
 from proxy.store import Store
-from proxy.targets import cache_key
+from proxy.targets import cache_key, host_port, same_origin
 
 from .fetcher import Fetched, FetchLimits, UpstreamError, fetch
 
@@ -39,16 +39,32 @@ INFLIGHT_LINGER = 2.0
 class JobEnv:
     settings: Settings
     store: Store
-    session: aiohttp.ClientSession
+    guarded_session: aiohttp.ClientSession
+    """For client-chosen targets: every connection passes the SSRF guard."""
+    origin_session: aiohttp.ClientSession
+    """For the operator's reverse-proxy origin, which is trusted."""
 
     @property
     def limits(self) -> FetchLimits:
         return fetch_limits(self.settings)
 
+    def trusted(self, url: str) -> bool:
+        origin = self.settings.upstream.origin
+        return bool(origin) and same_origin(url, origin)
+
 
 def fetch_limits(settings: Settings) -> FetchLimits:
     u = settings.upstream
-    return FetchLimits(u.connect_timeout, u.total_timeout, u.max_body_bytes, u.retries, u.retry_backoff)
+    return FetchLimits(
+        connect_timeout=u.connect_timeout,
+        total_timeout=u.total_timeout,
+        max_body_bytes=u.max_body_bytes,
+        retries=u.retries,
+        retry_backoff=u.retry_backoff,
+        read_timeout=u.read_timeout,
+        max_header_bytes=u.max_header_bytes,
+        max_connections_per_origin=u.max_connections_per_origin,
+    )
 
 
 def inflight_ttl(settings: Settings) -> float:
@@ -86,8 +102,12 @@ class _Job:
         log.info("job %s: %s failed (%s); serving stale (stale-if-error)", done.id, self.url, error)
         return await self.finish(done, {"jobs_done": 1, "stale_if_error": 1})
 
-    async def store(self, entry: StoredResponse, fwd_status: int, detail: str | None) -> JobRecord:
+    async def store(
+        self, entry: StoredResponse, fwd_status: int, detail: str | None, stale: StoredResponse | None
+    ) -> JobRecord:
         reason = policy.not_storable_reason("GET", entry.status, self.headers, entry.headers, self.limits)
+        if reason is None and stale is not None and not policy.may_replace(stale.status, entry.status, entry.headers):
+            reason = "an error without explicit freshness does not replace the stored response"
         keep = policy.retention(entry.headers, entry.lifetime, self.limits)
         if reason is None and keep <= 0:
             reason = "response is already stale and stale_keep is 0"
@@ -134,9 +154,15 @@ async def run(env: JobEnv, job_id: str, url: str, options: dict[str, Any] | None
 
     stale = (await lookup.find(store, url, headers)).entry
     conditional = policy.validators(stale.headers) if stale is not None else ()
+    session = env.origin_session if env.trusted(url) else env.guarded_session
     try:
+        if session is env.guarded_session:  # literal addresses never reach the resolver: judge them here
+            netguard.check_host(*host_port(url), env.settings.guard)
         async with asyncio.timeout(env.settings.jobs.time_limit):
-            fetched = await fetch(env.session, url, (*headers, *conditional, ("Via", VIA)), env.limits)
+            sent = (*headers, *conditional, *marks(env.settings.server.pseudonym))
+            fetched = await fetch(session, url, sent, env.limits)
+    except netguard.TargetRefused as exc:
+        return await job.failed("refused", exc.detail)
     except (UpstreamError, TimeoutError) as exc:
         kind, detail = (
             (exc.kind, exc.detail)
@@ -150,7 +176,7 @@ async def run(env: JobEnv, job_id: str, url: str, options: dict[str, Any] | None
     if fetched.status == 304 and conditional and stale is not None:
         merged = policy.freshen(stale.headers, fetched.headers)
         freshened = _entry(url, fetched, status=stale.status, headers=merged, body=stale.body, limits=job.limits)
-        return await job.store(freshened, 304, "revalidated")
+        return await job.store(freshened, 304, "revalidated", stale)
     if (
         fetched.status >= 500
         and stale is not None
@@ -159,4 +185,4 @@ async def run(env: JobEnv, job_id: str, url: str, options: dict[str, Any] | None
         return await job.stale_stands_in(stale, fetched.status, f"upstream answered {fetched.status}")
     kept = policy.storable_headers(fetched.headers)
     entry = _entry(url, fetched, status=fetched.status, headers=kept, body=fetched.body, limits=job.limits)
-    return await job.store(entry, fetched.status, None)
+    return await job.store(entry, fetched.status, None, stale)

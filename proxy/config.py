@@ -13,10 +13,12 @@ import tomllib
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
+from .netguard import Guard
 from .policy import Limits
 
 ENV_PREFIX = "GRENIER_"
@@ -184,7 +186,15 @@ class Settings:
     def embedded(self) -> bool:
         return not self.redis.url
 
-    @property
+    @cached_property
+    def guard(self) -> Guard:
+        """The outbound SSRF guard for client-chosen targets."""
+        sec = self.security
+        return Guard.from_lists(
+            list(sec.allow_networks), list(sec.allow_hosts), list(sec.deny_hosts), list(sec.allow_ports)
+        )
+
+    @cached_property
     def limits(self) -> Limits:
         """The cache settings the pure policy needs."""
         c = self.cache
@@ -313,6 +323,10 @@ def _validate(s: Settings) -> None:
     for i, port in enumerate(s.security.allow_ports):
         if not 0 < port < 65536:
             raise ConfigError(f"security.allow_ports[{i}]: must be 1..65535, got {port}")
+    try:
+        _ = s.guard
+    except ValueError as exc:
+        raise ConfigError(f"security: {exc}") from None
     for i, user in enumerate(s.server.proxy_users):
         name, sep, digest = user.partition(":")
         if not sep or not name or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):

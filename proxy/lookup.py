@@ -7,7 +7,6 @@ hit costs two reads, and only for such URLs.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 
@@ -16,9 +15,6 @@ from .policy import Headers
 from .records import StoredResponse, VaryIndex
 from .store import Store
 from .targets import cache_key
-
-#: Request fields that make two requests for one URL unsafe to answer with one upstream response.
-CREDENTIALS = ("authorization", "cookie")
 
 
 @dataclass(frozen=True)
@@ -66,12 +62,3 @@ async def save(
 async def invalidate(store: Store, url: str) -> None:
     """§4.4: forget what is stored for ``url`` (deleting the index orphans every variant at once)."""
     await store.delete_entry(cache_key(url))
-
-
-def flight_key(found: Found, request_headers: Headers) -> str:
-    """Which in-flight fetch a request may share: same stored key, and the same credentials if it sent any."""
-    creds = [f"{k.lower()}:{v}" for k, v in request_headers if k.lower() in CREDENTIALS]
-    if not creds:
-        return found.key
-    digest = hashlib.sha256("\n".join(sorted(creds)).encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return f"{found.key}:{digest}"

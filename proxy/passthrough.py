@@ -12,23 +12,40 @@ import logging
 import aiohttp
 from aiohttp import web
 
-from . import forwarding, lookup, policy
+from . import forwarding, lookup, netguard, policy
 from .cache_status import cache_status
-from .problems import problem_response
+from .problems import Problem, problem_response
 from .services import SERVICES
 from .targets import normalize
 
 log = logging.getLogger(__name__)
 
 
+class BodyTooLarge(Problem):
+    status = 413
+    title = "Content Too Large"
+
+
+async def _body(request: web.Request, limit: int) -> bytes | None:
+    """The request body, read whole but never beyond ``server.max_body_bytes`` (413)."""
+    if not request.body_exists:
+        return None
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge(f"request body of {request.content_length} bytes is over server.max_body_bytes ({limit})")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit or not request.content.at_eof():
+        raise BodyTooLarge(f"request body is over server.max_body_bytes ({limit})")
+    return body
+
+
 async def relay(request: web.Request, url: str, fwd: str, detail: str | None = None) -> web.StreamResponse:
     svc = request.app[SERVICES]
-    body = request.content if request.body_exists else None
+    body = await _body(request, svc.settings.server.max_body_bytes)
     try:
-        upstream = await svc.session.request(
+        upstream = await svc.session_for(url).request(
             request.method,
             url,
-            headers=list(forwarding.for_passthrough(request.headers.items())),
+            headers=list(forwarding.for_passthrough(request.headers.items(), svc.pseudonym)),
             data=body,
             allow_redirects=False,
         )
@@ -40,6 +57,9 @@ async def relay(request: web.Request, url: str, fwd: str, detail: str | None = N
             headers={"Cache-Status": cache_status(fwd=fwd, detail="timeout")},
         )
     except aiohttp.ClientError as exc:
+        refusal = netguard.refusal_of(exc)
+        if refusal is not None:
+            raise refusal from None
         return problem_response(
             502,
             "Bad Gateway",
@@ -55,7 +75,7 @@ async def relay(request: web.Request, url: str, fwd: str, detail: str | None = N
             except Exception as exc:  # a target we cannot name cannot be stored either
                 log.debug("not invalidating %r: %s", target, exc)
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-        for k, v in forwarding.with_via(forwarding.end_to_end(fields)):
+        for k, v in forwarding.with_via(forwarding.end_to_end(fields), svc.pseudonym):
             response.headers.add(k, v)
         response.headers["Cache-Status"] = cache_status(fwd=fwd, fwd_status=upstream.status, detail=detail)
         await response.prepare(request)

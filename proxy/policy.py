@@ -223,6 +223,11 @@ def not_storable_reason(
     return None
 
 
+def may_replace(stored_status: int, status: int, headers: Headers) -> bool:
+    """Poisoning guard: an error without explicit freshness never replaces a stored non-error response."""
+    return not (status >= 400 and stored_status < 400 and explicit_lifetime(headers, 0.0) is None)
+
+
 def storable_headers(headers: Sequence[tuple[str, str]]) -> Headers:
     """Fields to keep: no hop-by-hop ones (RFC 9110 §7.6.1) nor those ``private=``/``no-cache=`` name (§5.2.2)."""
     named = {n.strip().lower() for v in values(headers, "connection") for n in v.split(",")}

@@ -9,7 +9,6 @@ from multidict import CIMultiDict
 
 from . import policy
 from .cache_status import cache_status
-from .forwarding import VIA
 from .policy import Headers
 from .problems import problem_response
 from .ranges import Unsatisfiable, byte_range
@@ -19,28 +18,34 @@ from .records import JobRecord, StoredResponse
 _REPLACED = frozenset({"content-length", "age", "cache-status"})
 
 
+#: How a failed job's cause reads as a status: the upstream timed out, or the target was refused (SSRF guard).
+_FAILURES = {"timeout": (504, "Upstream Timeout"), "refused": (403, "Forbidden target")}
+
+
 def job_location(job_id: str) -> str:
     return f"/_grenier/jobs/{job_id}"
 
 
-def _fields(pairs: Headers, age: float, status_field: str) -> CIMultiDict[str]:
+def _fields(pairs: Headers, age: float, status_field: str, pseudonym: str) -> CIMultiDict[str]:
     headers: CIMultiDict[str] = CIMultiDict((k, v) for k, v in pairs if k.lower() not in _REPLACED)
     headers["Age"] = str(int(age))
-    headers.add("Via", VIA)
+    headers.add("Via", f"1.1 {pseudonym}")
     headers["Cache-Status"] = status_field
     return headers
 
 
 def from_entry(
-    request_headers: Headers, entry: StoredResponse, status_field: str, now: float | None = None
+    request_headers: Headers, entry: StoredResponse, status_field: str, *, pseudonym: str, now: float | None = None
 ) -> web.Response:
     """The stored response for this request: a 304 when its conditionals match (§4.3.2), one byte range when
     asked (RFC 9110 §14), else the whole of it; always with a fresh ``Age`` (§4.2.3) and ``Cache-Status``."""
     now = time.time() if now is None else now
     age = policy.current_age(entry.headers, entry.request_time, entry.response_time, now)
     if policy.not_modified(request_headers, entry.status, entry.headers):
-        return web.Response(status=304, headers=_fields(policy.not_modified_headers(entry.headers), age, status_field))
-    headers = _fields(entry.headers, age, status_field)
+        return web.Response(
+            status=304, headers=_fields(policy.not_modified_headers(entry.headers), age, status_field, pseudonym)
+        )
+    headers = _fields(entry.headers, age, status_field, pseudonym)
     range_field = policy.first(request_headers, "range")
     if range_field and entry.status == 200 and policy.first(request_headers, "if-range") is None:
         size = len(entry.body)
@@ -61,12 +66,17 @@ def from_entry(
 
 
 def outcome(
-    request_headers: Headers, record: JobRecord, *, fwd: str, collapsed: bool = False, detail: str | None = None
+    request_headers: Headers,
+    record: JobRecord,
+    *,
+    pseudonym: str,
+    fwd: str,
+    collapsed: bool = False,
+    detail: str | None = None,
 ) -> web.Response:
     """A finished job as the client sees it: the fetched response, or a problem naming why there is none."""
     if record.state == "failed" or record.response is None:
-        status = 504 if record.error_kind == "timeout" else 502
-        title = "Upstream Timeout" if status == 504 else "Bad Gateway"
+        status, title = _FAILURES.get(record.error_kind or "", (502, "Bad Gateway"))
         return problem_response(
             status,
             title,
@@ -89,7 +99,7 @@ def outcome(
         collapsed=collapsed,
         detail=record.detail or detail or record.not_stored,
     )
-    return from_entry(request_headers, entry, field, now)
+    return from_entry(request_headers, entry, field, pseudonym=pseudonym, now=now)
 
 
 def accepted(record: JobRecord, *, fwd: str, collapsed: bool = False, detail: str | None = None) -> web.Response:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from urllib.parse import urlsplit, urlunsplit
 
+from .netguard import numeric_host
 from .problems import BadTarget, TargetTooLong
 
 MAX_URL_BYTES = 8192
@@ -43,7 +44,12 @@ def normalize(raw: str | None) -> str:
         raise BadTarget("the target URL has no host")
     if parts.username is not None or parts.password is not None:
         raise BadTarget("the target URL carries credentials (user@host); send them as headers instead")
-    host = host.lower()
+    host = host.lower().rstrip(".")
+    if not host:
+        raise BadTarget("the target URL has no host")
+    numeric = numeric_host(host)
+    if numeric is not None:  # 0x7f.1, 2130706433 and 127.0.0.1 are one host: one cache key
+        host = str(numeric)
     if ":" in host:  # an IPv6 literal keeps its brackets
         host = f"[{host}]"
     netloc = host if port in (None, SCHEMES[scheme]) else f"{host}:{port}"
@@ -53,6 +59,18 @@ def normalize(raw: str | None) -> str:
 def join_origin(origin: str, raw_path: str) -> str:
     """The absolute URL a reverse-proxied request stands for: the configured origin plus the request's raw path."""
     return normalize(origin.rstrip("/") + raw_path)
+
+
+def same_origin(url: str, origin: str) -> bool:
+    """RFC 6454 origin equality (scheme, host, port), on canonical URLs."""
+    a, b = urlsplit(normalize(url)), urlsplit(normalize(origin))
+    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
+
+
+def host_port(url: str) -> tuple[str, int]:
+    """Host (IPv6 without brackets) and port of a canonical URL."""
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.port or SCHEMES[parts.scheme]
 
 
 def cache_key(url: str) -> str:
