@@ -166,6 +166,8 @@ def grenier(redis_server: str, origin: Origin, tmp_path_factory: pytest.TempPath
         "GRENIER_CACHE_MISS": "wait",
         "GRENIER_JOBS_POLL_INTERVAL": "0.05",
         "GRENIER_UPSTREAM_RETRIES": "0",
+        "GRENIER_SECURITY_ALLOW_NETWORKS": "127.0.0.0/8",
+        "GRENIER_SECURITY_ALLOW_PORTS": str(origin.port),
     }
     fport, rport = free_port(), free_port()
     worker = spawn(["worker", "--processes", "1", "--threads", "4"], common, logs / "worker.log")
