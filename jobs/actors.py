@@ -61,12 +61,14 @@ class JobRuntime:
 
 
 class _CloseRuntime(Middleware):
-    """Closes the runtime's client session and store on the event loop before the AsyncIO middleware stops it."""
+    """Closes the runtime's client sessions and store once the worker threads are done, on the event loop."""
 
     def __init__(self, runtime: JobRuntime) -> None:
         self.runtime = runtime
 
-    def before_worker_shutdown(self, broker: Broker, worker: dramatiq.Worker) -> None:
+    def after_worker_shutdown(self, broker: Broker, worker: dramatiq.Worker) -> None:
+        # After the worker threads have finished their jobs; middleware "after" hooks run in reverse order, so
+        # this runs before AsyncIO's, while the event loop is still up.
         thread = get_event_loop_thread()
         if thread is not None:
             try:

@@ -11,6 +11,7 @@ It is idempotent: a redelivered message whose job already ended does nothing, an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -151,6 +152,19 @@ async def run(env: JobEnv, job_id: str, url: str, options: dict[str, Any] | None
     record = record.with_(state="running", started=time.time(), attempts=record.attempts + 1)
     await store.put_job(record, env.settings.jobs.result_ttl)
     job = _Job(env, record, url, headers, flight)
+    try:
+        return await _fetch_and_store(env, job)
+    except Exception as exc:
+        # Never leave a job "running" for its pollers: record the failure (if the store answers), then let the
+        # broker's retry policy see the error.
+        log.exception("job %s: %s crashed", job_id, url)
+        with contextlib.suppress(Exception):
+            await job.failed("internal", f"the fetch job failed unexpectedly ({type(exc).__name__})")
+        raise
+
+
+async def _fetch_and_store(env: JobEnv, job: _Job) -> JobRecord:
+    store, url, headers = env.store, job.url, job.headers
 
     stale = (await lookup.find(store, url, headers)).entry
     conditional = policy.validators(stale.headers) if stale is not None else ()

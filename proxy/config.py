@@ -135,7 +135,8 @@ class UpstreamSettings:
     connect_timeout: float = field(default=5.0, metadata=_doc("Seconds to establish an upstream connection."))
     total_timeout: float = field(default=30.0, metadata=_doc("Seconds for a whole upstream fetch, body included."))
     max_body_bytes: int = field(
-        default=10 * 1024 * 1024, metadata=_doc("Larger responses are relayed by their job but not stored.")
+        default=10 * 1024 * 1024,
+        metadata=_doc("Larger upstream responses are not stored: their job fails with a 502 that says why."),
     )
     retries: int = field(default=2, metadata=_doc("Extra attempts after a connection error (not after a status)."))
     retry_backoff: float = field(default=0.2, metadata=_doc("First retry delay (s); doubles per attempt."))

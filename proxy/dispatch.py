@@ -34,6 +34,14 @@ class Started:
     """True when this request collapsed onto a job another request had started."""
 
 
+def _joinable(prior: JobRecord, since: float) -> bool:
+    """A pending job, or one that ended after the caller read the store with a shareable outcome: stored, or a
+    failure. An unstored response (private, no-store, Set-Cookie) belongs to the request that fetched it."""
+    if prior.pending:
+        return True
+    return (prior.finished or 0.0) >= since and (prior.stored or prior.state == "failed")
+
+
 class Dispatcher:
     def __init__(self, settings: Settings, store: Store, send: Send) -> None:
         self.settings = settings
@@ -54,7 +62,7 @@ class Dispatcher:
         prior_id = await self.store.claim(flight, record.id, ttl)
         if prior_id is not None:
             prior = await self.store.get_job(prior_id)
-            if prior is not None and (prior.pending or (prior.finished or 0.0) >= since):
+            if prior is not None and _joinable(prior, since):
                 await self.store.delete_job(record.id)
                 return Started(prior, joined=True)
             await self.store.take_over(flight, record.id, ttl)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import uuid
 from typing import assert_never
 
 from aiohttp import web
@@ -94,9 +95,9 @@ async def serve_target(request: web.Request, url: str, *, api: bool = False) -> 
         # started stores the whole response for the next request.
         return await passthrough.relay(request, url, fwd="bypass", detail="range request not answerable from cache")
     record = await _wait(svc, request, started.record)
-    if record.response is not None and not record.pending and not _same_variant(record, req_headers):
-        # Collapsed onto a fetch for another variant of this URL: fetch ours.
-        started = await _start(svc, request, url, found, since=since, variant_of=record)
+    if started.joined and not record.pending and not _shareable(record, req_headers):
+        # Collapsed onto a fetch whose response is not ours to use (another variant, or not shareable): fetch ours.
+        started = await _start(svc, request, url, found, since=since, own=True)
         record = await _wait(svc, request, started.record)
     if not record.pending:
         return responses.outcome(
@@ -112,14 +113,12 @@ async def _start(
     found: lookup.Found,
     *,
     since: float,
-    variant_of: JobRecord | None = None,
+    own: bool = False,
 ) -> Started:
-    """Start or join the fetch; a new fetch first passes the client's miss rate and the queue's backlog."""
+    """Start or join the fetch (``own``: a fetch no other request joins); a new fetch first passes the client's
+    miss rate and the queue's backlog."""
     forwarded = forwarding.for_job(request.headers.items(), svc.settings.upstream.forward_headers)
-    flight = found.key
-    if variant_of is not None and variant_of.response is not None:
-        fields = policy.vary_fields(variant_of.response.headers)
-        flight = f"{flight}:v:{policy.variant_key(fields, forwarded)}"
+    flight = f"{found.key}:own:{uuid.uuid4().hex}" if own else found.key
     svc.limiter.take(str(peer_address(request)))
     await svc.check_backlog()
     started = await svc.dispatcher.start(url, flight=flight, since=since, headers=forwarded)
@@ -135,9 +134,13 @@ async def _wait(svc: Services, request: web.Request, record: JobRecord) -> JobRe
     return record
 
 
-def _same_variant(record: JobRecord, req_headers: Headers) -> bool:
-    """Was the job's response selected by request fields that match ours (§4.1)?"""
-    assert record.response is not None
+def _shareable(record: JobRecord, req_headers: Headers) -> bool:
+    """May a request that joined this job use its outcome? Failures and stored responses are shared; an unstored
+    response belongs to the request that fetched it, and a variant to the requests it matches (§4.1)."""
+    if record.state == "failed" or record.response is None:
+        return True
+    if not (record.stored or record.detail == "stale-if-error"):
+        return False
     fields = policy.vary_fields(record.response.headers)
     if not fields or record.variant is None:
         return True
