@@ -45,7 +45,10 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     try:
         return await handler(request)
     except Problem as exc:
-        return from_problem(exc)
+        response = from_problem(exc)
+        if exc.status == 413:  # the unread body makes the connection useless: close it after the answer
+            response.force_close()
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -72,4 +72,12 @@ def check_host_field(request: web.Request) -> None:
 
 def runner_kwargs(max_line: int, max_field: int, keepalive: float) -> dict[str, Any]:
     """Keyword arguments for the runner, passed through to each connection's request handler."""
-    return {"max_line_size": max_line, "max_field_size": max_field, "keepalive_timeout": keepalive, "access_log": None}
+    # lingering_time: after refusing a request whose body it did not read (a 413), aiohttp drains the rest for
+    # this long before closing; keep it short so a refused client cannot hold the connection.
+    return {
+        "max_line_size": max_line,
+        "max_field_size": max_field,
+        "keepalive_timeout": keepalive,
+        "lingering_time": min(keepalive, 1.0),
+        "access_log": None,
+    }
