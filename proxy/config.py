@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import tomllib
 import typing
@@ -293,6 +294,8 @@ def _check_numbers(s: Settings) -> None:
             if isinstance(v, bool) or not isinstance(v, int | float):
                 continue
             key = f"{section.name}.{f.name}"
+            if not math.isfinite(v):
+                raise ConfigError(f"{key}: must be a finite number, got {v!r}")
             if key in _ZERO_ALLOWED and v < 0:
                 raise ConfigError(f"{key}: must be >= 0, got {v!r}")
             if key not in _ZERO_ALLOWED and v <= 0:

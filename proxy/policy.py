@@ -7,6 +7,7 @@ RFC 9111 unless another RFC is named.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -106,6 +107,10 @@ class CacheControl:
 
     @classmethod
     def parse(cls, raw_values: Iterable[str]) -> CacheControl:
+        return _parse_cache_control(tuple(raw_values))
+
+    @classmethod
+    def _parse(cls, raw_values: tuple[str, ...]) -> CacheControl:
         seen: dict[str, str | None] = {}
         for raw in raw_values:
             for item in parse_list_header(raw):
@@ -163,6 +168,13 @@ class CacheControl:
         return self.must_revalidate or self.proxy_revalidate or self.s_maxage is not None
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse_cache_control(raw_values: tuple[str, ...]) -> CacheControl:
+    """The hit path parses the same few field values over and over: remember them (the result is immutable)."""
+    return CacheControl._parse(raw_values)
+
+
+@functools.lru_cache(maxsize=4096)
 def http_date(raw: str | None) -> float | None:
     """An HTTP-date (RFC 9110 §5.6.7, all three historic forms) as epoch seconds, or ``None`` when invalid."""
     if raw is None:

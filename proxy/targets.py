@@ -7,12 +7,15 @@ was wrong, so handlers never have to guess.
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from urllib.parse import urlsplit, urlunsplit
 
 from .netguard import numeric_host
 from .problems import BadTarget, TargetTooLong
 
 MAX_URL_BYTES = 8192
+#: Unicode categories refused anywhere in a target: controls, separators, format characters (invisible).
+_INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 SCHEMES = {"http": 80, "https": 443}
 
 
@@ -27,7 +30,7 @@ def normalize(raw: str | None) -> str:
     if len(raw.encode("utf-8", "surrogatepass")) > MAX_URL_BYTES:
         raise TargetTooLong(f"the target URL is longer than {MAX_URL_BYTES} bytes")
     raw = raw.strip()
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in raw):
+    if any(ord(c) < 0x21 or ord(c) == 0x7F or unicodedata.category(c) in _INVISIBLE for c in raw):
         raise BadTarget("the target URL contains whitespace or control characters")
     try:
         parts = urlsplit(raw)
@@ -42,6 +45,8 @@ def normalize(raw: str | None) -> str:
     host = parts.hostname
     if not host:
         raise BadTarget("the target URL has no host")
+    if port == 0:
+        raise BadTarget("the target URL names port 0")
     if parts.username is not None or parts.password is not None:
         raise BadTarget("the target URL carries credentials (user@host); send them as headers instead")
     host = host.lower().rstrip(".")
@@ -53,7 +58,11 @@ def normalize(raw: str | None) -> str:
     if ":" in host:  # an IPv6 literal keeps its brackets
         host = f"[{host}]"
     netloc = host if port in (None, SCHEMES[scheme]) else f"{host}:{port}"
-    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+    url = urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+    # urlunsplit drops an empty query; "/a?" and "/a" may differ to the origin, so keep the "?" as sent.
+    if not parts.query and "?" in raw.split("#", 1)[0]:
+        url += "?"
+    return url
 
 
 def join_origin(origin: str, raw_path: str) -> str:
