@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
-import aiohttp
 import dramatiq
 from dramatiq import Actor, Broker
 from dramatiq.asyncio import get_event_loop_thread
@@ -34,35 +34,41 @@ class JobRuntime:
         self.settings = settings
         self._make_store = make_store
         self._owns_store = owns_store
-        self._store: Store | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._env: fetch_job.JobEnv | None = None
         self._lock = asyncio.Lock()
 
     async def env(self) -> fetch_job.JobEnv:
-        if self._store is None or self._session is None:
+        if self._env is None:
             async with self._lock:
-                if self._store is None:
-                    self._store = self._make_store()
-                if self._session is None:
-                    self._session = new_session(fetch_job.fetch_limits(self.settings))
-        return fetch_job.JobEnv(self.settings, self._store, self._session)
+                if self._env is None:
+                    limits = fetch_job.fetch_limits(self.settings)
+                    self._env = fetch_job.JobEnv(
+                        self.settings,
+                        self._make_store(),
+                        guarded_session=new_session(limits, self.settings.guard),
+                        origin_session=new_session(limits, None),
+                    )
+        return self._env
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        if self._store is not None and self._owns_store:
-            await self._store.close()
-        self._store = None
+        env, self._env = self._env, None
+        if env is None:
+            return
+        await env.guarded_session.close()
+        await env.origin_session.close()
+        if self._owns_store:
+            await env.store.close()
 
 
 class _CloseRuntime(Middleware):
-    """Closes the runtime's client session and store on the event loop before the AsyncIO middleware stops it."""
+    """Closes the runtime's client sessions and store once the worker threads are done, on the event loop."""
 
     def __init__(self, runtime: JobRuntime) -> None:
         self.runtime = runtime
 
-    def before_worker_shutdown(self, broker: Broker, worker: dramatiq.Worker) -> None:
+    def after_worker_shutdown(self, broker: Broker, worker: dramatiq.Worker) -> None:
+        # After the worker threads have finished their jobs; middleware "after" hooks run in reverse order, so
+        # this runs before AsyncIO's, while the event loop is still up.
         thread = get_event_loop_thread()
         if thread is not None:
             try:
@@ -72,8 +78,8 @@ class _CloseRuntime(Middleware):
 
 
 def declare(broker: Broker, runtime: JobRuntime) -> Actor:  # type: ignore[type-arg]
-    async def fetch(job_id: str, url: str) -> None:
-        await fetch_job.run(await runtime.env(), job_id, url)
+    async def fetch(job_id: str, url: str, options: dict[str, Any] | None = None) -> None:
+        await fetch_job.run(await runtime.env(), job_id, url, options)
 
     broker.add_middleware(_CloseRuntime(runtime))
     decorate = dramatiq.actor(actor_name=ACTOR_NAME, broker=broker, queue_name=runtime.settings.jobs.queue)

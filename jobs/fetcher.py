@@ -13,12 +13,13 @@ from typing import Literal
 
 import aiohttp
 
+from proxy import netguard
+from proxy.netguard import Guard
 from proxy.policy import Headers
 
 USER_AGENT = "grenier/0.1"
-VIA = "1.1 grenier"
 
-ErrorKind = Literal["timeout", "connect", "too_large", "protocol"]
+ErrorKind = Literal["timeout", "connect", "too_large", "protocol", "refused"]
 
 
 class UpstreamError(Exception):
@@ -46,6 +47,9 @@ class FetchLimits:
     max_body_bytes: int = 10 * 1024 * 1024
     retries: int = 2
     retry_backoff: float = 0.2
+    read_timeout: float = 10.0
+    max_header_bytes: int = 16384
+    max_connections_per_origin: int = 16
 
 
 def backoff(attempt: int, base: float, cap: float = 5.0) -> float:
@@ -53,14 +57,28 @@ def backoff(attempt: int, base: float, cap: float = 5.0) -> float:
     return float(min(cap, base * 2 ** max(0, attempt - 1)))
 
 
-def new_session(limits: FetchLimits) -> aiohttp.ClientSession:
-    """One session per worker event loop; responses are kept as sent (no decompression, no redirects)."""
-    timeout = aiohttp.ClientTimeout(total=limits.total_timeout, sock_connect=limits.connect_timeout)
+def new_session(limits: FetchLimits, guard: Guard | None) -> aiohttp.ClientSession:
+    """An upstream session: responses kept as sent (no decompression, no redirects, no cookie jar).
+
+    With a ``guard`` every connection goes through the SSRF guard's resolver (client-chosen targets); without one
+    it is for the operator's own reverse-proxy origin.
+    """
+    timeout = aiohttp.ClientTimeout(
+        total=limits.total_timeout, sock_connect=limits.connect_timeout, sock_read=limits.read_timeout
+    )
+    if guard is not None:
+        connector = netguard.connector(guard, limit_per_host=limits.max_connections_per_origin)
+    else:
+        connector = aiohttp.TCPConnector(limit_per_host=limits.max_connections_per_origin)
     return aiohttp.ClientSession(
+        connector=connector,
         timeout=timeout,
         auto_decompress=False,
         skip_auto_headers=("Accept-Encoding",),
-        headers={"User-Agent": USER_AGENT, "Via": VIA},
+        headers={"User-Agent": USER_AGENT},
+        cookie_jar=aiohttp.DummyCookieJar(),
+        max_line_size=limits.max_header_bytes,
+        max_field_size=limits.max_header_bytes,
     )
 
 
@@ -87,7 +105,12 @@ async def fetch_once(session: aiohttp.ClientSession, url: str, headers: Headers,
             return Fetched(resp.status, fields, body, request_time, response_time)
     except TimeoutError:
         raise UpstreamError("timeout", f"upstream did not answer within {limits.total_timeout:g} s") from None
+    except netguard.TargetRefused as exc:
+        raise UpstreamError("refused", exc.detail) from None
     except aiohttp.ClientConnectionError as exc:
+        refusal = netguard.refusal_of(exc)
+        if refusal is not None:
+            raise UpstreamError("refused", refusal.detail) from None
         raise UpstreamError("connect", f"cannot reach upstream: {exc}") from None
     except aiohttp.ClientResponseError as exc:
         raise UpstreamError("protocol", f"upstream sent an invalid response: {exc.message}") from None

@@ -17,23 +17,26 @@ from aiohttp.typedefs import Handler
 from dramatiq import Worker
 
 from jobs.actors import JobRuntime, declare
-from jobs.broker import make_broker, ping
+from jobs.broker import make_broker, pending, ping
+from jobs.fetch_job import fetch_limits
+from jobs.fetcher import new_session
 
 from . import control, handlers, ui
+from .access import AccessRules
+from .cache_status import cache_status
 from .config import Settings
 from .dispatch import Dispatcher
+from .limits import MissRateLimiter
 from .problems import Problem, from_problem, problem_response
 from .services import SERVICES, Services
 from .stats import Counters
 from .store import MemoryStore, RedisStore, Store
 from .targets import join_origin, normalize
+from .wire import ProblemRunner, check_host_field, runner_kwargs
 
 log = logging.getLogger("grenier")
 
 CONTROL_PREFIX = "/_grenier"
-
-#: Request lines up to this size reach the handlers, so an over-long target gets a 414 problem, not a bare 400.
-MAX_LINE_SIZE = 16 * 1024
 
 
 @web.middleware
@@ -42,7 +45,10 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     try:
         return await handler(request)
     except Problem as exc:
-        return from_problem(exc)
+        response = from_problem(exc)
+        if exc.status == 413:  # the unread body makes the connection useless: close it after the answer
+            response.force_close()
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -69,19 +75,28 @@ async def proxy_middleware(request: web.Request, handler: Handler) -> web.Stream
     aiohttp routes on the path alone, so ``GET http://any/fetch`` would otherwise hit ``/fetch``: the raw target
     is checked first. Control endpoints stay under ``/_grenier/`` in every mode.
     """
+    check_host_field(request)
     raw = request.raw_path
+    svc = request.app[SERVICES]
     if request.method == "CONNECT":
         return problem_response(
-            501,
-            "Not Implemented",
-            "CONNECT tunnelling is not supported; grenier caches "
-            "plain http:// requests (send https:// URLs to /fetch?url=)",
+            405,
+            "Method Not Allowed",
+            "CONNECT tunnelling is refused: grenier caches plain http:// requests; send https:// URLs to /fetch?url=",
+            headers={"Allow": "GET, HEAD"},
         )
     if not raw.startswith("/"):
-        return await handlers.serve_target(request, normalize(raw))
-    origin = request.app[SERVICES].settings.upstream.origin
+        url = normalize(raw)
+        if request.method == "PURGE":
+            return await handlers.purge(request, url)
+        svc.access.check_client(request)
+        return await handlers.serve_target(request, url)
+    origin = svc.settings.upstream.origin
     if origin and not (request.path == CONTROL_PREFIX or request.path.startswith(CONTROL_PREFIX + "/")):
-        return await handlers.serve_target(request, join_origin(origin, raw))
+        url = join_origin(origin, raw)
+        if request.method == "PURGE":
+            return await handlers.purge(request, url)
+        return await handlers.serve_target(request, url)
     return await handler(request)
 
 
@@ -97,12 +112,20 @@ def _routes(app: web.Application, reverse: bool) -> None:
     r.add_get(f"{CONTROL_PREFIX}/ui/jobs/{{job_id}}", ui.job_page)
     r.add_get(f"{CONTROL_PREFIX}/jobs/{{job_id}}", handlers.job)
     r.add_get(f"{CONTROL_PREFIX}/stats", control.stats)
+    r.add_delete(f"{CONTROL_PREFIX}/cache", handlers.purge_endpoint)
     r.add_get(f"{CONTROL_PREFIX}/health", control.health)
     r.add_get(f"{CONTROL_PREFIX}/ready", control.ready)
 
 
+async def _default_cache_status(request: web.Request, response: web.StreamResponse) -> None:
+    """RFC 9211 on every response: what the handlers did not explain was not a cache matter at all."""
+    if "Cache-Status" not in response.headers:
+        response.headers["Cache-Status"] = cache_status(fwd="bypass")
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[problems_middleware, proxy_middleware])
+    app.on_response_prepare.append(_default_cache_status)
     _routes(app, reverse=bool(settings.upstream.origin))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -112,22 +135,36 @@ def create_app(settings: Settings) -> web.Application:
         worker: Worker | None = None
         if settings.embedded:
             worker = Worker(
-                broker,
-                worker_threads=settings.jobs.threads,
-                worker_timeout=int(settings.jobs.poll_interval * 1000),
+                broker, worker_threads=settings.jobs.threads, worker_timeout=int(settings.jobs.poll_interval * 1000)
             )
             worker.start()
 
-        async def send(job_id: str, url: str) -> None:
+        async def send(job_id: str, url: str, options: dict[str, Any]) -> None:
             # actor.send is a blocking broker call (a Redis round trip in Redis mode): keep it off the loop.
-            await asyncio.to_thread(actor.send, job_id, url)
+            await asyncio.to_thread(actor.send, job_id, url, options)
 
         counters = Counters(store)
         counters.start()
-        app[SERVICES] = Services(settings, store, Dispatcher(settings, store, send), counters, lambda: ping(broker))
+        limits = fetch_limits(settings)
+        app[SERVICES] = Services(
+            settings,
+            store,
+            Dispatcher(settings, store, send),
+            counters,
+            broker_ping=lambda: ping(broker),
+            pending_jobs=lambda: pending(broker, settings.jobs.queue),
+            guarded_session=new_session(limits, settings.guard),
+            origin_session=new_session(limits, None),
+            access=AccessRules.build(settings.server.allow_clients, settings.server.proxy_users, settings.admin.token),
+            limiter=MissRateLimiter(settings.server.miss_rate, settings.server.miss_burst),
+            guard=settings.guard,
+        )
         try:
             yield
         finally:
+            svc = app[SERVICES]
+            await svc.guarded_session.close()
+            await svc.origin_session.close()
             await counters.stop()
             if worker is not None:
                 await asyncio.to_thread(worker.stop)
@@ -138,13 +175,13 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-def runner_kwargs() -> dict[str, Any]:
-    return {"handler_args": {"max_line_size": MAX_LINE_SIZE}, "access_log": None}
-
-
 async def serve(settings: Settings, host: str, port: int) -> None:
     """Run until cancelled (SIGINT/SIGTERM), logging one start-up line with the mode and address."""
-    runner = web.AppRunner(create_app(settings), **runner_kwargs())
+    server = settings.server
+    runner = ProblemRunner(
+        create_app(settings),
+        **runner_kwargs(server.max_line_bytes, server.max_field_bytes, server.keepalive_timeout),
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -21,6 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="path to config.toml (default: $GRENIER_CONFIG or ./config.toml)")
     serve.add_argument("--host", help="listen address (overrides server.host)")
     serve.add_argument("--port", type=int, help="listen port (overrides server.port)")
+    purge = sub.add_parser("purge", help="forget every stored variant of a URL (Redis mode)")
+    purge.add_argument("url", help="the absolute URL to purge")
+    purge.add_argument("--config", help="path to config.toml (default: $GRENIER_CONFIG or ./config.toml)")
     worker = sub.add_parser("worker", help="run fetch-job worker processes (Redis mode)")
     worker.add_argument("--config", help="path to config.toml (default: $GRENIER_CONFIG or ./config.toml)")
     worker.add_argument("--processes", type=int, help="worker processes to keep alive (overrides jobs.processes)")
@@ -65,12 +68,45 @@ def _serve(settings: Settings) -> int:
     return 0
 
 
+def _purge(settings: Settings, raw_url: str) -> int:
+    from . import lookup
+    from .problems import Problem
+    from .store import RedisStore
+    from .targets import normalize
+
+    if settings.embedded:
+        print(
+            "grenier: the embedded store lives inside `grenier serve`; purge there with "
+            "DELETE /_grenier/cache?url=... (or PURGE <url>)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        url = normalize(raw_url)
+    except Problem as exc:
+        print(f"grenier: {exc.detail}", file=sys.stderr)
+        return 2
+
+    async def run() -> None:
+        store = RedisStore.from_url(settings.redis.url)
+        try:
+            await lookup.invalidate(store, url)
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+    print(f"purged {url}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = _settings(args)
     setup_logging(settings.log.level)
     if args.command == "serve":
         return _serve(settings)
+    if args.command == "purge":
+        return _purge(settings, args.url)
     from jobs.worker import run
 
     return run(settings, processes=args.processes, threads=args.threads)

@@ -7,14 +7,20 @@ once, at start-up, so that a typo stops the process (exit code 2) instead of sur
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import math
 import os
 import tomllib
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
+
+from .netguard import Guard
+from .policy import Limits
 
 ENV_PREFIX = "GRENIER_"
 
@@ -31,6 +37,48 @@ def _doc(text: str) -> Any:
 class ServerSettings:
     host: str = field(default="127.0.0.1", metadata=_doc("Address `grenier serve` listens on."))
     port: int = field(default=8080, metadata=_doc("Port `grenier serve` listens on."))
+    allow_clients: tuple[str, ...] = field(
+        default=("127.0.0.0/8", "::1/128"),
+        metadata=_doc("Networks (CIDR) whose clients may use /fetch, the form and the forward proxy."),
+    )
+    proxy_users: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc('If set, forward/fetch clients must send Proxy-Authorization: Basic; "user:<sha256 hex>".'),
+    )
+    pseudonym: str = field(
+        default="grenier", metadata=_doc("This cache's name in Via, CDN-Loop and Cache-Status (loop detection).")
+    )
+    max_line_bytes: int = field(default=16384, metadata=_doc("Longest request line accepted (414/400 beyond)."))
+    max_field_bytes: int = field(default=16384, metadata=_doc("Longest request header field accepted."))
+    max_body_bytes: int = field(
+        default=1024 * 1024, metadata=_doc("Largest request body relayed upstream (413 beyond).")
+    )
+    keepalive_timeout: float = field(default=15.0, metadata=_doc("Seconds an idle client connection is kept."))
+    miss_rate: float = field(
+        default=50.0, metadata=_doc("Misses per second one client may cause (429 beyond); 0 disables the limit.")
+    )
+    miss_burst: int = field(default=100, metadata=_doc("Misses a client may cause in a burst above miss_rate."))
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    allow_networks: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc('Networks (CIDR) targets may resolve into despite the SSRF guard, e.g. ["127.0.0.0/8"].'),
+    )
+    allow_hosts: tuple[str, ...] = field(
+        default=(), metadata=_doc('Target hosts allowed whatever they resolve to (".example.com" for subdomains).')
+    )
+    deny_hosts: tuple[str, ...] = field(default=(), metadata=_doc("Target hosts always refused (wins over allow)."))
+    allow_ports: tuple[int, ...] = field(default=(80, 443, 8080, 8443), metadata=_doc("Target ports clients may name."))
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    token: str = field(
+        default="",
+        metadata=_doc("Bearer token for admin operations (stats, purge); empty: admin only from loopback peers."),
+    )
 
 
 @dataclass(frozen=True)
@@ -51,8 +99,22 @@ class CacheSettings:
     )
     max_ttl: int = field(default=86400, metadata=_doc("Upper bound (s) on any entry's freshness lifetime."))
     stale_keep: int = field(
+        default=86400,
+        metadata=_doc("Seconds an entry is kept after it goes stale, to be revalidated (304) instead of refetched."),
+    )
+    heuristic_fraction: float = field(
+        default=0.1, metadata=_doc("Heuristic freshness: this fraction of (Date - Last-Modified) (RFC 9111 4.2.2).")
+    )
+    heuristic_max: int = field(default=86400, metadata=_doc("Upper bound (s) on a heuristic freshness lifetime."))
+    stale_while_revalidate: int = field(
         default=0,
-        metadata=_doc("Seconds an entry is kept in the store after it goes stale (for revalidation)."),
+        metadata=_doc("Default stale-while-revalidate window (s) for responses that set none (RFC 5861); 0: off."),
+    )
+    stale_if_error: int = field(
+        default=0, metadata=_doc("Default stale-if-error window (s) for responses that set none (RFC 5861); 0: off.")
+    )
+    share_set_cookie: bool = field(
+        default=False, metadata=_doc("Store and share responses that carry Set-Cookie (off: they are never stored).")
     )
     miss: Literal["async", "wait"] = field(
         default="async",
@@ -74,10 +136,22 @@ class UpstreamSettings:
     connect_timeout: float = field(default=5.0, metadata=_doc("Seconds to establish an upstream connection."))
     total_timeout: float = field(default=30.0, metadata=_doc("Seconds for a whole upstream fetch, body included."))
     max_body_bytes: int = field(
-        default=10 * 1024 * 1024, metadata=_doc("Larger responses are relayed by their job but not stored.")
+        default=10 * 1024 * 1024,
+        metadata=_doc("Larger upstream responses are not stored: their job fails with a 502 that says why."),
     )
     retries: int = field(default=2, metadata=_doc("Extra attempts after a connection error (not after a status)."))
     retry_backoff: float = field(default=0.2, metadata=_doc("First retry delay (s); doubles per attempt."))
+    read_timeout: float = field(
+        default=10.0, metadata=_doc("Seconds to wait for the first byte and between reads of an upstream response.")
+    )
+    max_header_bytes: int = field(default=16384, metadata=_doc("Longest upstream response header field accepted."))
+    max_connections_per_origin: int = field(
+        default=16, metadata=_doc("Concurrent upstream connections per origin, per process.")
+    )
+    forward_headers: tuple[str, ...] = field(
+        default=("accept", "accept-encoding", "accept-language"),
+        metadata=_doc("Client request fields a cacheable fetch forwards upstream (all others are not sent)."),
+    )
 
 
 @dataclass(frozen=True)
@@ -91,6 +165,7 @@ class JobsSettings:
     )
     poll_interval: float = field(default=0.1, metadata=_doc("Seconds an idle worker waits before polling again."))
     queue: str = field(default="grenier-fetch", metadata=_doc("Queue name of fetch jobs."))
+    max_pending: int = field(default=1000, metadata=_doc("Queued jobs beyond which misses get 503 + Retry-After."))
 
 
 @dataclass(frozen=True)
@@ -105,11 +180,36 @@ class Settings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     jobs: JobsSettings = field(default_factory=JobsSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
     @property
     def embedded(self) -> bool:
         return not self.redis.url
+
+    @cached_property
+    def guard(self) -> Guard:
+        """The outbound SSRF guard for client-chosen targets."""
+        sec = self.security
+        return Guard.from_lists(
+            list(sec.allow_networks), list(sec.allow_hosts), list(sec.deny_hosts), list(sec.allow_ports)
+        )
+
+    @cached_property
+    def limits(self) -> Limits:
+        """The cache settings the pure policy needs."""
+        c = self.cache
+        return Limits(
+            default_ttl=c.default_ttl,
+            max_ttl=c.max_ttl,
+            heuristic_fraction=c.heuristic_fraction,
+            heuristic_max=c.heuristic_max,
+            stale_while_revalidate=c.stale_while_revalidate,
+            stale_if_error=c.stale_if_error,
+            stale_keep=c.stale_keep,
+            share_set_cookie=c.share_set_cookie,
+        )
 
 
 def _section_types() -> dict[str, type[Any]]:
@@ -120,6 +220,13 @@ def _section_types() -> dict[str, type[Any]]:
 def _coerce(key: str, tp: Any, value: Any, from_env: bool) -> Any:
     """Turn a TOML or environment value into the field's type, or say which key is wrong."""
     origin = get_origin(tp)
+    if origin is tuple:
+        (item_type, _) = get_args(tp)
+        if from_env and isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return tuple(_coerce(f"{key}[{i}]", item_type, v, from_env) for i, v in enumerate(value))
     if origin is Literal:
         allowed = get_args(tp)
         if value not in allowed:
@@ -160,39 +267,81 @@ def _coerce(key: str, tp: Any, value: Any, from_env: bool) -> Any:
     raise ConfigError(f"{key}: unsupported type {tp!r}")  # pragma: no cover - a programming error
 
 
-def _validate(s: Settings) -> None:
-    def positive(key: str, v: float, allow_zero: bool = False) -> None:
-        if v < 0 or (v == 0 and not allow_zero):
-            raise ConfigError(f"{key}: must be {'>= 0' if allow_zero else '> 0'}, got {v!r}")
+#: Numeric settings that may be 0 (every other number must be positive).
+_ZERO_ALLOWED = frozenset(
+    {
+        "cache.default_ttl",
+        "cache.stale_keep",
+        "cache.max_wait",
+        "cache.wait_default",
+        "cache.heuristic_fraction",
+        "cache.heuristic_max",
+        "cache.stale_while_revalidate",
+        "cache.stale_if_error",
+        "upstream.retries",
+        "upstream.retry_backoff",
+        "server.max_body_bytes",
+        "server.miss_rate",
+    }
+)
 
+
+def _check_numbers(s: Settings) -> None:
+    for section in dataclasses.fields(s):
+        values = getattr(s, section.name)
+        for f in dataclasses.fields(values):
+            v = getattr(values, f.name)
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                continue
+            key = f"{section.name}.{f.name}"
+            if not math.isfinite(v):
+                raise ConfigError(f"{key}: must be a finite number, got {v!r}")
+            if key in _ZERO_ALLOWED and v < 0:
+                raise ConfigError(f"{key}: must be >= 0, got {v!r}")
+            if key not in _ZERO_ALLOWED and v <= 0:
+                raise ConfigError(f"{key}: must be > 0, got {v!r}")
+
+
+def _validate(s: Settings) -> None:
+    _check_numbers(s)
     if not 0 < s.server.port < 65536:
         raise ConfigError(f"server.port: must be 1..65535, got {s.server.port}")
     if s.redis.url and urlsplit(s.redis.url).scheme not in {"redis", "rediss", "unix"}:
         raise ConfigError(f"redis.url: must start with redis://, rediss:// or unix://, got {s.redis.url!r}")
-    positive("cache.default_ttl", s.cache.default_ttl, allow_zero=True)
-    positive("cache.max_ttl", s.cache.max_ttl)
-    positive("cache.stale_keep", s.cache.stale_keep, allow_zero=True)
-    positive("cache.max_wait", s.cache.max_wait, allow_zero=True)
-    positive("cache.wait_default", s.cache.wait_default, allow_zero=True)
+    if not 0 <= s.cache.heuristic_fraction <= 1:
+        raise ConfigError(f"cache.heuristic_fraction: must be between 0 and 1, got {s.cache.heuristic_fraction!r}")
     if s.upstream.origin:
         parts = urlsplit(s.upstream.origin)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ConfigError(f"upstream.origin: must be an absolute http(s) URL, got {s.upstream.origin!r}")
         if parts.query or parts.fragment:
             raise ConfigError("upstream.origin: must not carry a query or fragment")
-    positive("upstream.connect_timeout", s.upstream.connect_timeout)
-    positive("upstream.total_timeout", s.upstream.total_timeout)
-    positive("upstream.max_body_bytes", s.upstream.max_body_bytes)
-    positive("upstream.retries", s.upstream.retries, allow_zero=True)
-    positive("upstream.retry_backoff", s.upstream.retry_backoff, allow_zero=True)
-    positive("jobs.result_ttl", s.jobs.result_ttl)
-    positive("jobs.time_limit", s.jobs.time_limit)
-    positive("jobs.processes", s.jobs.processes)
-    positive("jobs.threads", s.jobs.threads)
-    positive("jobs.heartbeat_timeout", s.jobs.heartbeat_timeout)
-    positive("jobs.poll_interval", s.jobs.poll_interval)
     if not s.jobs.queue:
         raise ConfigError("jobs.queue: must not be empty")
+    if not s.server.pseudonym or not s.server.pseudonym.replace("-", "").replace(".", "").isalnum():
+        raise ConfigError(f"server.pseudonym: must be a token (letters, digits, '-', '.'), got {s.server.pseudonym!r}")
+    for i, net in enumerate(s.server.allow_clients):
+        _network(f"server.allow_clients[{i}]", net)
+    for i, net in enumerate(s.security.allow_networks):
+        _network(f"security.allow_networks[{i}]", net)
+    for i, port in enumerate(s.security.allow_ports):
+        if not 0 < port < 65536:
+            raise ConfigError(f"security.allow_ports[{i}]: must be 1..65535, got {port}")
+    try:
+        _ = s.guard
+    except ValueError as exc:
+        raise ConfigError(f"security: {exc}") from None
+    for i, user in enumerate(s.server.proxy_users):
+        name, sep, digest = user.partition(":")
+        if not sep or not name or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ConfigError(f'server.proxy_users[{i}]: expected "user:<sha256 hex of the password>"')
+
+
+def _network(key: str, raw: str) -> None:
+    try:
+        ipaddress.ip_network(raw, strict=False)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def build(data: Mapping[str, Any], env: Mapping[str, str]) -> Settings:

@@ -16,7 +16,9 @@ READY_TIMEOUT = 2.0
 
 
 async def stats(request: web.Request) -> web.Response:
+    """Admin: shared counters."""
     svc = request.app[SERVICES]
+    svc.access.check_admin(request)
     totals = await svc.counters.totals()
     return web.json_response(
         {"mode": "embedded" if svc.settings.embedded else "redis", **totals},

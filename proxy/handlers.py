@@ -1,41 +1,81 @@
-"""Request handlers for cached targets and job polling: they read the store, ask :mod:`proxy.policy`, act."""
+"""Request handlers for cached targets, job polling and purges: read the store, ask :mod:`proxy.policy`, act."""
 
 from __future__ import annotations
 
+import logging
 import re
 import time
+import uuid
 from typing import assert_never
 
 from aiohttp import web
 
-from . import policy, prefer, responses
+from . import forwarding, lookup, netguard, passthrough, policy, prefer, responses
+from .access import peer_address
 from .cache_status import cache_status
-from .problems import MethodNotAllowed, NotFound, problem_response
-from .services import SERVICES
-from .targets import cache_key, normalize
+from .dispatch import Started
+from .policy import Headers
+from .problems import MethodNotAllowed, NotFound, Problem, problem_response
+from .records import JobRecord
+from .services import SERVICES, Services
+from .targets import host_port, normalize
+
+log = logging.getLogger(__name__)
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 CACHEABLE_METHODS = ("GET", "HEAD")
+CREDENTIALS = ("authorization", "cookie")
 
 
-async def serve_target(request: web.Request, url: str) -> web.StreamResponse:
-    """Answer for ``url`` from the cache, or start (or join) its fetch job and wait or answer 202."""
+class LoopDetected(Problem):
+    status = 508
+    title = "Loop Detected"
+
+
+async def serve_target(request: web.Request, url: str, *, api: bool = False) -> web.StreamResponse:
+    """Answer for ``url`` from the cache, or start (or join) its fetch job and wait or answer 202.
+
+    ``api`` marks ``/fetch?url=``: it only reads, and the request's own credentials are meant for grenier, never
+    for the target. In forward and reverse mode other methods, and requests that carry credentials, are relayed
+    straight upstream: they are never answered from nor stored into a shared entry (RFC 9111 §3.5).
+    """
     svc = request.app[SERVICES]
+    req_headers: Headers = tuple(request.headers.items())
+    if forwarding.is_loop(req_headers, svc.pseudonym):
+        raise LoopDetected(f"this request already went through {svc.pseudonym}: refusing to fetch it again")
+    guarded = not svc.trusted(url)
+    if guarded:
+        netguard.check_host(*host_port(url), svc.guard)
     if request.method not in CACHEABLE_METHODS:
-        problem = MethodNotAllowed(f"{request.method} is not supported here; grenier serves GET and HEAD")
-        problem.headers["Allow"] = ", ".join(CACHEABLE_METHODS)
-        raise problem
-    req_headers = tuple(request.headers.items())
-    force = policy.forces_refresh(req_headers)
-    entry = None if force else await svc.store.get_entry(cache_key(url))
-    decision = policy.decide(req_headers, entry.times if entry else None, time.time())
+        if api:
+            problem = MethodNotAllowed(f"{request.method} is not supported on /fetch: it serves GET and HEAD")
+            problem.headers["Allow"] = ", ".join(CACHEABLE_METHODS)
+            raise problem
+        return await passthrough.relay(request, url, fwd="method")
+    if not api and any(policy.values(req_headers, name) for name in CREDENTIALS):
+        return await passthrough.relay(request, url, fwd="bypass", detail="request carries credentials")
+
+    since = time.time()
+    found = await lookup.find(svc.store, url, req_headers)
+    decision = policy.decide(req_headers, found.entry.times if found.entry else None, since, svc.limits)
     match decision:
-        case policy.Hit(age=_, ttl=ttl):
-            assert entry is not None
+        case policy.Hit(ttl=ttl):
+            assert found.entry is not None
             svc.counters.add("hits")
-            return responses.stored_response(entry, cache_status(hit=True, ttl=ttl))
+            field = cache_status(hit=True, ttl=ttl, detail="stale (max-stale)" if ttl < 0 else None)
+            return responses.from_entry(req_headers, found.entry, field, pseudonym=svc.pseudonym)
+        case policy.ServeStale(ttl=ttl):
+            assert found.entry is not None
+            svc.counters.add("hits")
+            try:
+                await _start(svc, request, url, found, since=since)
+            except Problem as exc:  # the stale answer stands; the refresh waits for the next request
+                log.info("background refresh of %s not started: %s", url, exc.detail)
+            field = cache_status(hit=True, ttl=ttl, detail="stale-while-revalidate")
+            return responses.from_entry(req_headers, found.entry, field, pseudonym=svc.pseudonym)
         case policy.Forward(fwd=fwd, detail=detail):
-            pass
+            if fwd == "uri-miss" and found.vary_miss:
+                fwd = "vary-miss"
         case _:
             assert_never(decision)
 
@@ -46,30 +86,95 @@ async def serve_target(request: web.Request, url: str) -> web.StreamResponse:
             "only-if-cached was requested and no usable response is stored",
             headers={"Cache-Status": cache_status(fwd=fwd, detail="only-if-cached")},
         )
-    started = await svc.dispatcher.start(url, force=force)
-    svc.counters.add("refreshes" if force else "misses")
+    if guarded:
+        await netguard.resolve_and_check(*host_port(url), svc.guard)
+    started = await _start(svc, request, url, found, since=since)
+    svc.counters.add("refreshes" if fwd == "request" else "misses")
+    if policy.first(req_headers, "range") is not None:
+        # No stored response answers this range: relay it now (never store a part as the whole); the job just
+        # started stores the whole response for the next request.
+        return await passthrough.relay(request, url, fwd="bypass", detail="range request not answerable from cache")
+    record = await _wait(svc, request, started.record)
+    if started.joined and not record.pending and not _shareable(record, req_headers):
+        # Collapsed onto a fetch whose response is not ours to use (another variant, or not shareable): fetch ours.
+        started = await _start(svc, request, url, found, since=since, own=True)
+        record = await _wait(svc, request, started.record)
+    if not record.pending:
+        return responses.outcome(
+            req_headers, record, pseudonym=svc.pseudonym, fwd=fwd, collapsed=started.joined, detail=detail
+        )
+    return responses.accepted(record, fwd=fwd, collapsed=started.joined, detail=detail)
+
+
+async def _start(
+    svc: Services,
+    request: web.Request,
+    url: str,
+    found: lookup.Found,
+    *,
+    since: float,
+    own: bool = False,
+) -> Started:
+    """Start or join the fetch (``own``: a fetch no other request joins); a new fetch first passes the client's
+    miss rate and the queue's backlog."""
+    forwarded = forwarding.for_job(request.headers.items(), svc.settings.upstream.forward_headers)
+    flight = f"{found.key}:own:{uuid.uuid4().hex}" if own else found.key
+    svc.limiter.take(str(peer_address(request)))
+    await svc.check_backlog()
+    started = await svc.dispatcher.start(url, flight=flight, since=since, headers=forwarded)
     if started.joined:
         svc.counters.add("collapsed")
-    record = started.record
+    return started
+
+
+async def _wait(svc: Services, request: web.Request, record: JobRecord) -> JobRecord:
     wait = prefer.wait_seconds(request.headers.getall("Prefer", []), svc.wait_default, svc.settings.cache.max_wait)
     if wait > 0 and record.pending:
-        record = await svc.store.wait_job(record.id, wait) or record
-    if not record.pending:
-        return responses.outcome(record, fwd=fwd, collapsed=started.joined, detail=detail)
-    return responses.accepted(record, fwd=fwd, collapsed=started.joined, detail=detail)
+        return await svc.store.wait_job(record.id, wait) or record
+    return record
+
+
+def _shareable(record: JobRecord, req_headers: Headers) -> bool:
+    """May a request that joined this job use its outcome? Failures and stored responses are shared; an unstored
+    response belongs to the request that fetched it, and a variant to the requests it matches (§4.1)."""
+    if record.state == "failed" or record.response is None:
+        return True
+    if not (record.stored or record.detail == "stale-if-error"):
+        return False
+    fields = policy.vary_fields(record.response.headers)
+    if not fields or record.variant is None:
+        return True
+    return fields != ("*",) and policy.variant_key(fields, req_headers) == record.variant
 
 
 async def fetch(request: web.Request) -> web.StreamResponse:
     """``GET /fetch?url=U``."""
-    return await serve_target(request, normalize(request.query.get("url")))
+    svc = request.app[SERVICES]
+    svc.access.check_client(request)
+    return await serve_target(request, normalize(request.query.get("url")), api=True)
 
 
 async def job(request: web.Request) -> web.StreamResponse:
     """``GET /_grenier/jobs/<id>``: 202 while pending, then the fetched response (or why there is none)."""
+    svc = request.app[SERVICES]
     job_id = request.match_info["job_id"]
-    record = await request.app[SERVICES].store.get_job(job_id) if JOB_ID.fullmatch(job_id) else None
+    record = await svc.store.get_job(job_id) if JOB_ID.fullmatch(job_id) else None
     if record is None:
         raise NotFound(f"no job {job_id!r}: it never existed or its record has expired")
     if record.pending:
         return responses.accepted(record, fwd="uri-miss")
-    return responses.outcome(record, fwd="uri-miss")
+    return responses.outcome(tuple(request.headers.items()), record, pseudonym=svc.pseudonym, fwd="uri-miss")
+
+
+async def purge(request: web.Request, url: str) -> web.Response:
+    """Admin: forget every stored variant of ``url``."""
+    svc = request.app[SERVICES]
+    svc.access.check_admin(request)
+    await lookup.invalidate(svc.store, url)
+    log.info("purged %s (admin request from %s)", url, peer_address(request))
+    return web.json_response({"purged": url}, headers={"Cache-Control": "no-store"})
+
+
+async def purge_endpoint(request: web.Request) -> web.Response:
+    """``DELETE /_grenier/cache?url=U``."""
+    return await purge(request, normalize(request.query.get("url")))

@@ -1,25 +1,37 @@
-"""HTTP caching rules (RFC 9111) as pure functions over plain data.
+"""HTTP caching rules (RFC 9111, RFC 5861) as pure functions over plain data.
 
 Nothing here does I/O or reads the clock: callers pass ``now`` (epoch seconds), so tests state exact numbers. The
-handlers, the store and the fetch actor only carry out what these functions decide.
+handlers, the store and the fetch actor only carry out what these functions decide. Section numbers refer to
+RFC 9111 unless another RFC is named.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urljoin, urlsplit
 
 from werkzeug.http import parse_date, parse_list_header, unquote_header_value
 
 Headers = tuple[tuple[str, str], ...]
 """Header fields in arrival order, names as received; lookups are case-insensitive."""
 
-#: RFC 9111 §1.2.2: delta-seconds that overflow are taken as 2^31.
+#: §1.2.2: delta-seconds that overflow are taken as 2^31.
 DELTA_MAX = 2**31
 
 #: RFC 9110 §15.1: codes that are heuristically cacheable (may be stored without explicit freshness).
 HEURISTIC_STATUSES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
+
+#: Status codes whose semantics grenier implements, for ``must-understand`` (§5.2.2.3).
+UNDERSTOOD_STATUSES = frozenset(
+    {200, 203, 204, 300, 301, 302, 303, 307, 308, 400, 403, 404, 405, 410, 414, 451, 500, 501, 502, 503, 504}
+)
+
+#: RFC 9110 §9.2.1: methods that do not change the target; any other one invalidates (§4.4).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 #: RFC 9110 §7.6.1: fields that concern one connection only and are never stored or forwarded.
 HOP_BY_HOP = frozenset(
@@ -36,6 +48,15 @@ HOP_BY_HOP = frozenset(
     }
 )
 
+#: §3.2 / §4.3.4: fields a 304 must not overwrite in the stored response (they describe its stored body).
+_NOT_UPDATED = frozenset({"content-length", "content-encoding", "content-range", "content-type"})
+
+#: Request fields whose values compare case-insensitively when matching Vary (§4.1 allows normalising them).
+_CASELESS_VALUES = frozenset({"accept", "accept-encoding", "accept-language", "accept-charset"})
+
+#: RFC 9110 §15.4.5: fields a 304 carries when the 200 would have.
+_NOT_MODIFIED_FIELDS = ("cache-control", "content-location", "date", "etag", "expires", "vary", "last-modified")
+
 
 def values(headers: Iterable[tuple[str, str]], name: str) -> list[str]:
     """Every value of field ``name``, in order."""
@@ -49,15 +70,15 @@ def first(headers: Iterable[tuple[str, str]], name: str) -> str | None:
 
 
 def _delta_seconds(raw: str | None) -> int | None:
-    """RFC 9111 §1.2.2: a non-negative integer; anything else is invalid (``None``)."""
-    if raw is None or not raw.isdigit():
+    """§1.2.2: a non-negative integer; anything else is invalid (``None``)."""
+    if raw is None or not raw.isascii() or not raw.isdigit():
         return None
     return min(int(raw), DELTA_MAX)
 
 
 @dataclass(frozen=True)
 class CacheControl:
-    """Cache-Control directives (RFC 9111 §5.2), parsed once; ``None``/``False`` mean absent.
+    """Cache-Control directives (§5.2), parsed once; ``None``/``False`` mean absent.
 
     A directive that appears twice keeps its first value (§4.2.1). A delta-seconds directive whose argument is not
     a valid number is kept as ``0``: the most restrictive reading, which makes a response stale rather than fresh
@@ -86,6 +107,10 @@ class CacheControl:
 
     @classmethod
     def parse(cls, raw_values: Iterable[str]) -> CacheControl:
+        return _parse_cache_control(tuple(raw_values))
+
+    @classmethod
+    def _parse(cls, raw_values: tuple[str, ...]) -> CacheControl:
         seen: dict[str, str | None] = {}
         for raw in raw_values:
             for item in parse_list_header(raw):
@@ -132,37 +157,68 @@ class CacheControl:
     def of(cls, headers: Iterable[tuple[str, str]]) -> CacheControl:
         return cls.parse(values(headers, "cache-control"))
 
+    @property
+    def validate_every_use(self) -> bool:
+        """§5.2.2.4: an unqualified ``no-cache`` response is stored but never served without validation."""
+        return self.no_cache and not self.no_cache_fields
 
+    @property
+    def never_stale(self) -> bool:
+        """§5.2.2.2, §5.2.2.8, §5.2.2.10: a shared cache must not serve this response stale."""
+        return self.must_revalidate or self.proxy_revalidate or self.s_maxage is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_cache_control(raw_values: tuple[str, ...]) -> CacheControl:
+    """The hit path parses the same few field values over and over: remember them (the result is immutable)."""
+    return CacheControl._parse(raw_values)
+
+
+@functools.lru_cache(maxsize=4096)
 def http_date(raw: str | None) -> float | None:
     """An HTTP-date (RFC 9110 §5.6.7, all three historic forms) as epoch seconds, or ``None`` when invalid."""
     if raw is None:
         return None
-    parsed = parse_date(raw)
+    try:
+        parsed = parse_date(raw)
+    except (ValueError, OverflowError):
+        return None
     return parsed.timestamp() if parsed is not None else None
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Operator settings the rules depend on."""
+    """Operator settings the rules depend on (see ``[cache]`` in the configuration)."""
 
     default_ttl: float = 30.0
     max_ttl: float = 86400.0
+    heuristic_fraction: float = 0.1
+    heuristic_max: float = 86400.0
+    stale_while_revalidate: float = 0.0
+    stale_if_error: float = 0.0
+    stale_keep: float = 86400.0
+    share_set_cookie: bool = False
 
 
-# --- storing (RFC 9111 §3) -----------------------------------------------------------------------------------
+# --- storing (§3) ---------------------------------------------------------------------------------------------
 
 
-def not_storable_reason(method: str, status: int, request_headers: Headers, response_headers: Headers) -> str | None:
-    """Why a response must not be stored by a shared cache, or ``None`` when it may be (§3)."""
+def not_storable_reason(
+    method: str, status: int, request_headers: Headers, response_headers: Headers, limits: Limits
+) -> str | None:
+    """Why a shared cache must not store this response, or ``None`` when it may (§3)."""
     if method not in {"GET", "HEAD"}:
         return f"method {method} is not cacheable"
-    if status < 200 or status == 206:
+    if status < 200 or status in {206, 304}:
         return f"status {status} is not a complete final response"
     req = CacheControl.of(request_headers)
     resp = CacheControl.of(response_headers)
     if req.no_store:
         return "request said no-store"
-    if resp.no_store:
+    if resp.must_understand:
+        if status not in UNDERSTOOD_STATUSES:
+            return f"must-understand and status {status} is not understood"
+    elif resp.no_store:
         return "response said no-store"
     if resp.private and not resp.private_fields:
         return "response is private"
@@ -170,15 +226,32 @@ def not_storable_reason(method: str, status: int, request_headers: Headers, resp
         resp.public or resp.s_maxage is not None or resp.must_revalidate
     ):
         return "request carried Authorization and the response did not allow sharing"
-    if explicit_lifetime(response_headers) is None and status not in HEURISTIC_STATUSES:
+    if values(response_headers, "set-cookie") and not limits.share_set_cookie:
+        return "response sets a cookie"
+    if vary_fields(response_headers) == ("*",):
+        return "Vary: * never matches"
+    if status not in HEURISTIC_STATUSES and explicit_lifetime(response_headers, 0.0) is None and not resp.public:
         return f"status {status} has no explicit freshness and is not heuristically cacheable"
     return None
 
 
-# --- freshness and age (RFC 9111 §4.2) ------------------------------------------------------------------------
+def may_replace(stored_status: int, status: int, headers: Headers) -> bool:
+    """Poisoning guard: an error without explicit freshness never replaces a stored non-error response."""
+    return not (status >= 400 and stored_status < 400 and explicit_lifetime(headers, 0.0) is None)
 
 
-def explicit_lifetime(headers: Headers) -> float | None:
+def storable_headers(headers: Sequence[tuple[str, str]]) -> Headers:
+    """Fields to keep: no hop-by-hop ones (RFC 9110 §7.6.1) nor those ``private=``/``no-cache=`` name (§5.2.2)."""
+    named = {n.strip().lower() for v in values(headers, "connection") for n in v.split(",")}
+    cc = CacheControl.of(headers)
+    drop = HOP_BY_HOP | named | set(cc.private_fields) | set(cc.no_cache_fields)
+    return tuple((k, v) for k, v in headers if k.lower() not in drop)
+
+
+# --- freshness and age (§4.2) ---------------------------------------------------------------------------------
+
+
+def explicit_lifetime(headers: Headers, response_time: float) -> float | None:
     """§4.2.1 for a shared cache: s-maxage, then max-age, then Expires minus Date; ``None`` when none is given."""
     cc = CacheControl.of(headers)
     if cc.s_maxage is not None:
@@ -191,15 +264,29 @@ def explicit_lifetime(headers: Headers) -> float | None:
         if expires is None:
             return 0.0  # §5.3: an invalid Expires (e.g. "0") means already expired
         date = http_date(first(headers, "date"))
-        if date is None:
-            return None
-        return max(0.0, expires - date)
+        return max(0.0, expires - (response_time if date is None else date))
     return None
 
 
-def freshness_lifetime(headers: Headers, limits: Limits) -> float:
-    """How long a stored response stays fresh: explicit when given, else the operator's default; capped."""
-    lifetime = explicit_lifetime(headers)
+def heuristic_lifetime(status: int, headers: Headers, response_time: float, limits: Limits) -> float | None:
+    """§4.2.2: a fraction of the time since Last-Modified, for heuristically cacheable (or public) responses."""
+    if status not in HEURISTIC_STATUSES and not CacheControl.of(headers).public:
+        return None
+    last_modified = http_date(first(headers, "last-modified"))
+    if last_modified is None:
+        return None
+    date = http_date(first(headers, "date"))
+    since = (response_time if date is None else date) - last_modified
+    if since <= 0:
+        return None
+    return min(since * limits.heuristic_fraction, limits.heuristic_max)
+
+
+def freshness_lifetime(status: int, headers: Headers, response_time: float, limits: Limits) -> float:
+    """Explicit freshness, else heuristic, else the operator's ``default_ttl``; never over ``max_ttl``."""
+    lifetime = explicit_lifetime(headers, response_time)
+    if lifetime is None:
+        lifetime = heuristic_lifetime(status, headers, response_time, limits)
     if lifetime is None:
         lifetime = limits.default_ttl
     return min(lifetime, limits.max_ttl)
@@ -215,26 +302,24 @@ def current_age(headers: Headers, request_time: float, response_time: float, now
     return corrected_initial_age + max(0.0, now - response_time)
 
 
-# --- using a stored response (RFC 9111 §4) -------------------------------------------------------------------
+def _window(directive: int | None, default: float) -> float:
+    return float(directive) if directive is not None else default
+
+
+def retention(headers: Headers, lifetime: float, limits: Limits) -> float:
+    """How long the store keeps an entry: its freshness plus time to be revalidated or served stale."""
+    cc = CacheControl.of(headers)
+    extra = max(
+        limits.stale_keep,
+        _window(cc.stale_while_revalidate, limits.stale_while_revalidate),
+        _window(cc.stale_if_error, limits.stale_if_error),
+    )
+    return lifetime + extra
+
+
+# --- using a stored response (§4) -----------------------------------------------------------------------------
 
 Fwd = Literal["uri-miss", "vary-miss", "miss", "request", "stale", "method", "bypass"]
-
-
-@dataclass(frozen=True)
-class Hit:
-    age: int
-    ttl: int
-
-
-@dataclass(frozen=True)
-class Forward:
-    """The stored response (if any) cannot be used; the request goes upstream. ``fwd`` feeds Cache-Status."""
-
-    fwd: Fwd
-    detail: str | None = None
-
-
-Decision = Hit | Forward
 
 
 @dataclass(frozen=True)
@@ -247,8 +332,35 @@ class StoredTimes:
     lifetime: float
 
 
+@dataclass(frozen=True)
+class Hit:
+    """Serve the stored response. ``ttl`` is negative when it is served stale (allowed by ``max-stale``)."""
+
+    age: int
+    ttl: int
+
+
+@dataclass(frozen=True)
+class ServeStale:
+    """RFC 5861 §3: serve the stale response now and refresh it in the background."""
+
+    age: int
+    ttl: int
+
+
+@dataclass(frozen=True)
+class Forward:
+    """The stored response (if any) cannot be used as is; the request goes upstream. ``fwd`` feeds Cache-Status."""
+
+    fwd: Fwd
+    detail: str | None = None
+
+
+Decision = Hit | ServeStale | Forward
+
+
 def forces_refresh(request_headers: Headers) -> bool:
-    """§5.2.1.4/§5.2.1.1: ``no-cache`` or ``max-age=0`` (or HTTP/1.0 ``Pragma: no-cache``) on the request."""
+    """§5.2.1.4, §5.2.1.1, §5.4: ``no-cache``, ``max-age=0``, or (without Cache-Control) ``Pragma: no-cache``."""
     cc = CacheControl.of(request_headers)
     if cc.no_cache or cc.max_age == 0:
         return True
@@ -257,28 +369,140 @@ def forces_refresh(request_headers: Headers) -> bool:
     return False
 
 
-def decide(request_headers: Headers, stored: StoredTimes | None, now: float) -> Decision:
-    """Serve the stored response, or forward and say why."""
+def decide(request_headers: Headers, stored: StoredTimes | None, now: float, limits: Limits) -> Decision:
+    """Serve the stored response, serve it stale while refreshing, or forward and say why (§4, RFC 5861)."""
     if forces_refresh(request_headers):
         return Forward("request")
     if stored is None:
         return Forward("uri-miss")
+    req = CacheControl.of(request_headers)
+    resp = CacheControl.of(stored.headers)
     age = current_age(stored.headers, stored.request_time, stored.response_time, now)
     ttl = stored.lifetime - age
-    req = CacheControl.of(request_headers)
-    if ttl <= 0:
-        return Forward("stale")
-    if CacheControl.of(stored.headers).no_cache and not CacheControl.of(stored.headers).no_cache_fields:
+    if resp.validate_every_use:
         return Forward("stale", "response requires validation on every use")
     if req.max_age is not None and age > req.max_age:
         return Forward("request", "older than the request's max-age")
-    if req.min_fresh is not None and ttl < req.min_fresh:
-        return Forward("request", "fresh for less than the request's min-fresh")
-    return Hit(age=int(age), ttl=int(ttl))
+    if ttl > 0:
+        if req.min_fresh is not None and ttl < req.min_fresh:
+            return Forward("request", "fresh for less than the request's min-fresh")
+        return Hit(age=int(age), ttl=int(ttl))
+    staleness = -ttl
+    if resp.never_stale:
+        return Forward("stale")
+    if req.max_stale_any or (req.max_stale is not None and staleness <= req.max_stale):
+        return Hit(age=int(age), ttl=int(ttl) if int(ttl) < 0 else -1)
+    if staleness <= _window(resp.stale_while_revalidate, limits.stale_while_revalidate):
+        return ServeStale(age=int(age), ttl=min(-1, int(ttl)))
+    return Forward("stale")
 
 
-def storable_headers(headers: Sequence[tuple[str, str]]) -> Headers:
-    """Drop hop-by-hop fields, including those that ``Connection`` names (RFC 9110 §7.6.1)."""
-    named = {n.strip().lower() for v in values(headers, "connection") for n in v.split(",")}
-    drop = HOP_BY_HOP | named
-    return tuple((k, v) for k, v in headers if k.lower() not in drop)
+def stale_if_error_allows(request_headers: Headers, stored: StoredTimes, now: float, limits: Limits) -> bool:
+    """RFC 5861 §4: may this stale response stand in for a failed refresh (network error or 5xx)?"""
+    resp = CacheControl.of(stored.headers)
+    if resp.never_stale or resp.validate_every_use:
+        return False
+    staleness = current_age(stored.headers, stored.request_time, stored.response_time, now) - stored.lifetime
+    req = CacheControl.of(request_headers)
+    window = max(_window(resp.stale_if_error, limits.stale_if_error), float(req.stale_if_error or 0))
+    return staleness <= window
+
+
+# --- validation (§4.3) ----------------------------------------------------------------------------------------
+
+
+def validators(headers: Headers) -> Headers:
+    """§4.3.1: the conditional fields that ask the origin whether the stored response is still current."""
+    found: list[tuple[str, str]] = []
+    etag = first(headers, "etag")
+    if etag:
+        found.append(("If-None-Match", etag))
+    last_modified = first(headers, "last-modified")
+    if last_modified and http_date(last_modified) is not None:
+        found.append(("If-Modified-Since", last_modified))
+    return tuple(found)
+
+
+def freshen(stored: Headers, not_modified: Headers) -> Headers:
+    """§4.3.4 / §3.2: the stored fields updated with those of a 304, except the ones that describe the body."""
+    update = [(k, v) for k, v in storable_headers(not_modified) if k.lower() not in _NOT_UPDATED]
+    names = {k.lower() for k, _ in update} | {"age"}  # the old Age described the old message
+    return tuple((k, v) for k, v in stored if k.lower() not in names) + tuple(update)
+
+
+def _etags(raw: str) -> list[str]:
+    return [t.strip() for t in raw.split(",") if t.strip()]
+
+
+def _weak_match(a: str, b: str) -> bool:
+    """RFC 9110 §8.8.3.2: weak comparison ignores the ``W/`` prefix."""
+    return a.removeprefix("W/") == b.removeprefix("W/")
+
+
+def not_modified(request_headers: Headers, status: int, stored: Headers) -> bool:
+    """§4.3.2: may a client's conditional GET/HEAD be answered 304 from this stored response?"""
+    if status != 200:
+        return False
+    inm = values(request_headers, "if-none-match")
+    if inm:
+        etag = first(stored, "etag")
+        tags = [t for v in inm for t in _etags(v)]
+        return "*" in tags or (etag is not None and any(_weak_match(t, etag) for t in tags))
+    ims = http_date(first(request_headers, "if-modified-since"))
+    if ims is None:
+        return False
+    modified = http_date(first(stored, "last-modified")) or http_date(first(stored, "date"))
+    return modified is not None and modified <= ims
+
+
+def not_modified_headers(stored: Headers) -> Headers:
+    """RFC 9110 §15.4.5: what a 304 built from a stored 200 carries."""
+    return tuple((k, v) for k, v in stored if k.lower() in _NOT_MODIFIED_FIELDS)
+
+
+# --- secondary keys (§4.1) ------------------------------------------------------------------------------------
+
+
+def vary_fields(headers: Headers) -> tuple[str, ...]:
+    """The request fields a response varies on, lower-cased and sorted; ``("*",)`` for ``Vary: *``."""
+    names = {n.strip().lower() for v in values(headers, "vary") for n in v.split(",") if n.strip()}
+    if "*" in names:
+        return ("*",)
+    return tuple(sorted(names))
+
+
+def _normal_value(name: str, found: list[str]) -> str:
+    """§4.1: combine field lines and drop whitespace that does not change the meaning."""
+    joined = ",".join(part.strip() for v in found for part in v.split(","))
+    return joined.lower() if name in _CASELESS_VALUES else joined
+
+
+def variant_key(fields: Sequence[str], request_headers: Headers) -> str:
+    """A digest of the request's values for the nominated fields: requests that match share it (§4.1)."""
+    parts = []
+    for name in fields:
+        found = values(request_headers, name)
+        parts.append(f"{name}\x00{_normal_value(name, found)}" if found else f"{name}\x01")
+    return hashlib.sha256("\x02".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+# --- invalidation (§4.4) --------------------------------------------------------------------------------------
+
+
+def invalidated_urls(method: str, status: int, target: str, response_headers: Headers) -> list[str]:
+    """After an unsafe request's non-error response: the target and same-origin Location/Content-Location."""
+    if method in SAFE_METHODS or not 200 <= status < 400:
+        return []
+    origin = urlsplit(target)[:2]
+    found = [target]
+    for name in ("location", "content-location"):
+        raw = first(response_headers, name)
+        if not raw:
+            continue
+        try:
+            absolute = urljoin(target, raw.strip())
+            if urlsplit(absolute)[:2] == origin:
+                found.append(absolute)
+        except ValueError:
+            continue
+    return found

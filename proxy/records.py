@@ -14,6 +14,7 @@ from typing import Any, Literal
 from .policy import Headers, StoredTimes
 
 _ENTRY_MAGIC = b"GRE1"
+_VARY_MAGIC = b"GRV1"
 _JOB_MAGIC = b"GRJ1"
 _LEN = struct.Struct(">I")
 
@@ -90,6 +91,39 @@ class StoredResponse:
         return cls.from_meta(meta, body)
 
 
+@dataclass(frozen=True)
+class VaryIndex:
+    """Stands at a URL's entry key when its responses vary: which request fields select a variant (§4.1).
+
+    ``generation`` is part of every variant's key, so replacing or deleting the index orphans the old variants
+    at once (they expire on their own) without having to find and delete them.
+    """
+
+    fields: tuple[str, ...]
+    generation: str
+
+    def encode(self) -> bytes:
+        return _pack(_VARY_MAGIC, {"fields": list(self.fields), "generation": self.generation}, b"")
+
+    @classmethod
+    def decode(cls, data: bytes) -> VaryIndex:
+        meta, _ = _unpack(_VARY_MAGIC, data)
+        try:
+            return cls(tuple(str(f) for f in meta["fields"]), str(meta["generation"]))
+        except (KeyError, TypeError) as exc:
+            raise CorruptRecord(f"bad vary index: {exc}") from None
+
+
+Cached = StoredResponse | VaryIndex
+
+
+def decode_cached(data: bytes) -> Cached:
+    """What an entry key holds: a response, or the index of a URL's variants."""
+    if data[:4] == _VARY_MAGIC:
+        return VaryIndex.decode(data)
+    return StoredResponse.decode(data)
+
+
 JobState = Literal["queued", "running", "done", "failed"]
 PENDING: frozenset[str] = frozenset({"queued", "running"})
 
@@ -109,6 +143,12 @@ class JobRecord:
     not_stored: str | None = None
     error: str | None = None
     error_kind: str | None = None
+    fwd_status: int | None = None
+    """The status the upstream answered with (a 304 when a stored response was revalidated)."""
+    detail: str | None = None
+    """Why the outcome is what it is, for Cache-Status (e.g. ``stale-if-error``)."""
+    variant: str | None = None
+    """The variant digest of the request the job fetched for, when the response varies (§4.1)."""
     response: StoredResponse | None = field(default=None, compare=False)
 
     @property
@@ -147,6 +187,9 @@ class JobRecord:
             "not_stored": self.not_stored,
             "error": self.error,
             "error_kind": self.error_kind,
+            "fwd_status": self.fwd_status,
+            "detail": self.detail,
+            "variant": self.variant,
             "response": self.response.meta() if self.response else None,
         }
         return _pack(_JOB_MAGIC, meta, self.response.body if self.response else b"")
@@ -171,6 +214,9 @@ class JobRecord:
                 not_stored=meta.get("not_stored"),
                 error=meta.get("error"),
                 error_kind=meta.get("error_kind"),
+                fwd_status=meta.get("fwd_status"),
+                detail=meta.get("detail"),
+                variant=meta.get("variant"),
                 response=StoredResponse.from_meta(resp, body) if isinstance(resp, dict) else None,
             )
         except (KeyError, TypeError, ValueError) as exc:

@@ -9,32 +9,74 @@ from multidict import CIMultiDict
 
 from . import policy
 from .cache_status import cache_status
+from .policy import Headers
 from .problems import problem_response
+from .ranges import Unsatisfiable, byte_range
 from .records import JobRecord, StoredResponse
 
 #: Fields recomputed for every response rather than replayed from the store.
 _REPLACED = frozenset({"content-length", "age", "cache-status"})
 
 
+#: How a failed job's cause reads as a status: the upstream timed out, or the target was refused (SSRF guard).
+_FAILURES = {"timeout": (504, "Upstream Timeout"), "refused": (403, "Forbidden target")}
+
+
 def job_location(job_id: str) -> str:
     return f"/_grenier/jobs/{job_id}"
 
 
-def stored_response(entry: StoredResponse, status_field: str, now: float | None = None) -> web.Response:
-    """The stored status, fields and body, with a fresh ``Age`` (RFC 9111 §4.2.3) and ``Cache-Status``."""
-    now = time.time() if now is None else now
-    headers: CIMultiDict[str] = CIMultiDict((k, v) for k, v in entry.headers if k.lower() not in _REPLACED)
-    age = policy.current_age(entry.headers, entry.request_time, entry.response_time, now)
+def _fields(pairs: Headers, age: float, status_field: str, pseudonym: str) -> CIMultiDict[str]:
+    headers: CIMultiDict[str] = CIMultiDict((k, v) for k, v in pairs if k.lower() not in _REPLACED)
     headers["Age"] = str(int(age))
+    headers.add("Via", f"1.1 {pseudonym}")
     headers["Cache-Status"] = status_field
+    return headers
+
+
+def from_entry(
+    request_headers: Headers, entry: StoredResponse, status_field: str, *, pseudonym: str, now: float | None = None
+) -> web.Response:
+    """The stored response for this request: a 304 when its conditionals match (§4.3.2), one byte range when
+    asked (RFC 9110 §14), else the whole of it; always with a fresh ``Age`` (§4.2.3) and ``Cache-Status``."""
+    now = time.time() if now is None else now
+    age = policy.current_age(entry.headers, entry.request_time, entry.response_time, now)
+    if policy.not_modified(request_headers, entry.status, entry.headers):
+        return web.Response(
+            status=304, headers=_fields(policy.not_modified_headers(entry.headers), age, status_field, pseudonym)
+        )
+    headers = _fields(entry.headers, age, status_field, pseudonym)
+    range_field = policy.first(request_headers, "range")
+    if range_field and entry.status == 200 and policy.first(request_headers, "if-range") is None:
+        size = len(entry.body)
+        try:
+            span = byte_range(range_field, size)
+        except Unsatisfiable:
+            return problem_response(
+                416,
+                "Range Not Satisfiable",
+                f"the range {range_field!r} lies outside the {size}-byte representation",
+                headers={"Content-Range": f"bytes */{size}", "Cache-Status": status_field},
+            )
+        if span is not None:
+            first, last = span
+            headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+            return web.Response(status=206, headers=headers, body=entry.body[first : last + 1])
     return web.Response(status=entry.status, headers=headers, body=entry.body)
 
 
-def outcome(record: JobRecord, *, fwd: str, collapsed: bool = False, detail: str | None = None) -> web.Response:
+def outcome(
+    request_headers: Headers,
+    record: JobRecord,
+    *,
+    pseudonym: str,
+    fwd: str,
+    collapsed: bool = False,
+    detail: str | None = None,
+) -> web.Response:
     """A finished job as the client sees it: the fetched response, or a problem naming why there is none."""
     if record.state == "failed" or record.response is None:
-        status = 504 if record.error_kind == "timeout" else 502
-        title = "Upstream Timeout" if status == 504 else "Bad Gateway"
+        status, title = _FAILURES.get(record.error_kind or "", (502, "Bad Gateway"))
         return problem_response(
             status,
             title,
@@ -47,17 +89,17 @@ def outcome(record: JobRecord, *, fwd: str, collapsed: bool = False, detail: str
     entry = record.response
     now = time.time()
     ttl = None
-    if record.stored:
+    if record.stored or record.detail == "stale-if-error":
         ttl = entry.lifetime - policy.current_age(entry.headers, entry.request_time, entry.response_time, now)
     field = cache_status(
         fwd=fwd,
-        fwd_status=entry.status,
+        fwd_status=record.fwd_status if record.fwd_status is not None else entry.status,
         ttl=ttl,
         stored=record.stored,
         collapsed=collapsed,
-        detail=detail or record.not_stored,
+        detail=record.detail or detail or record.not_stored,
     )
-    return stored_response(entry, field, now)
+    return from_entry(request_headers, entry, field, pseudonym=pseudonym, now=now)
 
 
 def accepted(record: JobRecord, *, fwd: str, collapsed: bool = False, detail: str | None = None) -> web.Response:

@@ -12,9 +12,11 @@ Redis key scheme (``<p>`` is ``grenier``, ``<h>`` the SHA-256 of the canonical U
 key                               value                                                  expiry
 ================================  =====================================================  ==========================
 ``<p>:entry:<h>``                 :class:`StoredResponse` bytes (one value: a hit is one  freshness + ``stale_keep``
-                                  ``GET``)
+                                  ``GET``), or a :class:`VaryIndex` when responses vary
+``<p>:entry:<h>:<gen>:<v>``       one variant's :class:`StoredResponse` (``<v>`` digests   as above
+                                  the request's values of the Vary fields)
 ``<p>:job:<id>``                  :class:`JobRecord` bytes (with the fetched response)    ``jobs.result_ttl``
-``<p>:inflight:<h>``              id of the job fetching that URL now                    job time limit; a few
+``<p>:inflight:<k>``              id of the job fetching that key now                    job time limit; a few
                                                                                          seconds after it ends
 ``<p>:stats:<name>``              integer counter (``INCRBY``)                           none
 channel ``<p>:job-done``          job id, published when a job ends                      -
@@ -36,13 +38,23 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
-from .records import CorruptRecord, JobRecord, StoredResponse
+from .records import Cached, CorruptRecord, JobRecord, decode_cached
 
 log = logging.getLogger(__name__)
 
 PREFIX = "grenier"
 DONE_CHANNEL = f"{PREFIX}:job-done"
-COUNTERS = ("hits", "misses", "refreshes", "collapsed", "jobs_done", "jobs_failed", "stored", "not_stored")
+COUNTERS = (
+    "hits",
+    "misses",
+    "refreshes",
+    "collapsed",
+    "jobs_done",
+    "jobs_failed",
+    "stored",
+    "not_stored",
+    "stale_if_error",
+)
 
 
 def entry_key(url_hash: str) -> str:
@@ -62,9 +74,13 @@ def stat_key(name: str) -> str:
 
 
 class Store(Protocol):
-    async def get_entry(self, url_hash: str) -> StoredResponse | None: ...
+    async def get_entry(self, key: str) -> Cached | None:
+        """The response (or variant index) stored under ``key``: a URL hash, or a variant's key."""
+        ...
 
-    async def put_entry(self, url_hash: str, entry: StoredResponse, expire: float) -> None: ...
+    async def put_entry(self, key: str, entry: Cached, expire: float) -> None: ...
+
+    async def delete_entry(self, key: str) -> None: ...
 
     async def get_job(self, job_id: str) -> JobRecord | None: ...
 
@@ -101,11 +117,11 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
-def _decode_entry(data: bytes | str | None) -> StoredResponse | None:
+def _decode_entry(data: bytes | str | None) -> Cached | None:
     if not isinstance(data, bytes):
         return None
     try:
-        return StoredResponse.decode(data)
+        return decode_cached(data)
     except CorruptRecord as exc:
         log.warning("ignoring unreadable cache entry: %s", exc)
         return None
@@ -149,11 +165,14 @@ class RedisStore:
     def from_url(cls, url: str) -> RedisStore:
         return cls(aioredis.Redis.from_url(url, health_check_interval=30))
 
-    async def get_entry(self, url_hash: str) -> StoredResponse | None:
-        return _decode_entry(await self.redis.get(entry_key(url_hash)))
+    async def get_entry(self, key: str) -> Cached | None:
+        return _decode_entry(await self.redis.get(entry_key(key)))
 
-    async def put_entry(self, url_hash: str, entry: StoredResponse, expire: float) -> None:
-        await self.redis.set(entry_key(url_hash), entry.encode(), px=_ms(expire))
+    async def put_entry(self, key: str, entry: Cached, expire: float) -> None:
+        await self.redis.set(entry_key(key), entry.encode(), px=_ms(expire))
+
+    async def delete_entry(self, key: str) -> None:
+        await self.redis.delete(entry_key(key))
 
     async def get_job(self, job_id: str) -> JobRecord | None:
         return _decode_job(await self.redis.get(job_key(job_id)))
@@ -275,12 +294,16 @@ class MemoryStore:
         with self._lock:
             self._data[key] = (value, None if expire is None else self._clock() + expire)
 
-    async def get_entry(self, url_hash: str) -> StoredResponse | None:
-        value: StoredResponse | None = self._get(entry_key(url_hash))
+    async def get_entry(self, key: str) -> Cached | None:
+        value: Cached | None = self._get(entry_key(key))
         return value
 
-    async def put_entry(self, url_hash: str, entry: StoredResponse, expire: float) -> None:
-        self._set(entry_key(url_hash), entry, expire)
+    async def put_entry(self, key: str, entry: Cached, expire: float) -> None:
+        self._set(entry_key(key), entry, expire)
+
+    async def delete_entry(self, key: str) -> None:
+        with self._lock:
+            self._data.pop(entry_key(key), None)
 
     async def get_job(self, job_id: str) -> JobRecord | None:
         value: JobRecord | None = self._get(job_key(job_id))

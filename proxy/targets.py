@@ -7,11 +7,15 @@ was wrong, so handlers never have to guess.
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from urllib.parse import urlsplit, urlunsplit
 
+from .netguard import numeric_host
 from .problems import BadTarget, TargetTooLong
 
 MAX_URL_BYTES = 8192
+#: Unicode categories refused anywhere in a target: controls, separators, format characters (invisible).
+_INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 SCHEMES = {"http": 80, "https": 443}
 
 
@@ -26,7 +30,7 @@ def normalize(raw: str | None) -> str:
     if len(raw.encode("utf-8", "surrogatepass")) > MAX_URL_BYTES:
         raise TargetTooLong(f"the target URL is longer than {MAX_URL_BYTES} bytes")
     raw = raw.strip()
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in raw):
+    if any(ord(c) < 0x21 or ord(c) == 0x7F or unicodedata.category(c) in _INVISIBLE for c in raw):
         raise BadTarget("the target URL contains whitespace or control characters")
     try:
         parts = urlsplit(raw)
@@ -41,18 +45,41 @@ def normalize(raw: str | None) -> str:
     host = parts.hostname
     if not host:
         raise BadTarget("the target URL has no host")
+    if port == 0:
+        raise BadTarget("the target URL names port 0")
     if parts.username is not None or parts.password is not None:
         raise BadTarget("the target URL carries credentials (user@host); send them as headers instead")
-    host = host.lower()
+    host = host.lower().rstrip(".")
+    if not host:
+        raise BadTarget("the target URL has no host")
+    numeric = numeric_host(host)
+    if numeric is not None:  # 0x7f.1, 2130706433 and 127.0.0.1 are one host: one cache key
+        host = str(numeric)
     if ":" in host:  # an IPv6 literal keeps its brackets
         host = f"[{host}]"
     netloc = host if port in (None, SCHEMES[scheme]) else f"{host}:{port}"
-    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+    url = urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+    # urlunsplit drops an empty query; "/a?" and "/a" may differ to the origin, so keep the "?" as sent.
+    if not parts.query and "?" in raw.split("#", 1)[0]:
+        url += "?"
+    return url
 
 
 def join_origin(origin: str, raw_path: str) -> str:
     """The absolute URL a reverse-proxied request stands for: the configured origin plus the request's raw path."""
     return normalize(origin.rstrip("/") + raw_path)
+
+
+def same_origin(url: str, origin: str) -> bool:
+    """RFC 6454 origin equality (scheme, host, port), on canonical URLs."""
+    a, b = urlsplit(normalize(url)), urlsplit(normalize(origin))
+    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
+
+
+def host_port(url: str) -> tuple[str, int]:
+    """Host (IPv6 without brackets) and port of a canonical URL."""
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.port or SCHEMES[parts.scheme]
 
 
 def cache_key(url: str) -> str:

@@ -11,12 +11,13 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from . import policy
+from . import forwarding, lookup, netguard, policy
+from .access import peer_address
 from .handlers import JOB_ID
 from .problems import NotFound
 from .responses import job_location
 from .services import SERVICES
-from .targets import cache_key, normalize
+from .targets import host_port, normalize
 
 _STYLE = """
 body{font:16px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;color:#222}
@@ -60,11 +61,17 @@ async def index(request: web.Request) -> web.Response:
 async def submit(request: web.Request) -> web.StreamResponse:
     """Serve the form: a fresh cached copy at once, else start the job and go to its page."""
     svc = request.app[SERVICES]
+    svc.access.check_client(request)
     url = normalize(request.query.get("url"))
     force = request.query.get("force") == "1"
+    headers = forwarding.for_job(request.headers.items(), svc.settings.upstream.forward_headers)
+    if not svc.trusted(url):
+        netguard.check_host(*host_port(url), svc.guard)
+        await netguard.resolve_and_check(*host_port(url), svc.guard)
+    since = time.time()
+    found = await lookup.find(svc.store, url, headers)
     if not force:
-        entry = await svc.store.get_entry(cache_key(url))
-        decision = policy.decide((), entry.times if entry else None, time.time())
+        decision = policy.decide(headers, found.entry.times if found.entry else None, since, svc.limits)
         if isinstance(decision, policy.Hit):
             svc.counters.add("hits")
             src = f"/_grenier/fetch?url={quote(url, safe='')}"
@@ -74,7 +81,9 @@ async def submit(request: web.Request) -> web.StreamResponse:
                 f"{_form(url)}<p class=meta>{html.escape(meta)}</p>"
                 f'<iframe sandbox src="{html.escape(src)}" title="cached page"></iframe>',
             )
-    started = await svc.dispatcher.start(url, force=force)
+    svc.limiter.take(str(peer_address(request)))
+    await svc.check_backlog()
+    started = await svc.dispatcher.start(url, flight=found.key, since=since, headers=headers)
     svc.counters.add("refreshes" if force else "misses")
     raise web.HTTPSeeOther(f"/_grenier/ui/jobs/{started.record.id}")
 

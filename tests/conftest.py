@@ -75,9 +75,9 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def redis_url(redis_server: str) -> Iterator[str]:
+def redis_url(redis_server: str) -> str:
     """The session's redis-server, emptied before each test (it is ours: flushing it is safe)."""
     client = redis.Redis.from_url(redis_server)
     client.flushall()
     client.close()
-    yield redis_server
+    return redis_server

@@ -1,0 +1,108 @@
+"""Who may use grenier: client networks, proxy users (Basic), and admins (a bearer token, else loopback peers).
+
+Decisions use the socket's peer address only, never ``X-Forwarded-For`` or any other field a client can write.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from .problems import Problem
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+class Forbidden(Problem):
+    status = 403
+    title = "Forbidden"
+
+
+class ProxyAuthRequired(Problem):
+    status = 407
+    title = "Proxy Authentication Required"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.headers["Proxy-Authenticate"] = 'Basic realm="grenier", charset="UTF-8"'
+
+
+class Unauthorized(Problem):
+    status = 401
+    title = "Unauthorized"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.headers["WWW-Authenticate"] = 'Bearer realm="grenier-admin"'
+
+
+def peer_address(request: web.Request) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The connected socket's address (IPv4-mapped IPv6 peers are read as IPv4)."""
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    if not peer:
+        return None
+    try:
+        addr = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def in_networks(addr: ipaddress.IPv4Address | ipaddress.IPv6Address | None, nets: Iterable[IPNetwork]) -> bool:
+    return addr is not None and any(addr.version == n.version and addr in n for n in nets)
+
+
+@dataclass(frozen=True)
+class AccessRules:
+    clients: tuple[IPNetwork, ...]
+    users: dict[str, str]
+    """user -> sha256 hex of the password."""
+    admin_token: str
+
+    @classmethod
+    def build(cls, clients: Iterable[str], users: Iterable[str], admin_token: str) -> AccessRules:
+        nets = tuple(ipaddress.ip_network(c, strict=False) for c in clients)
+        return cls(nets, dict(u.split(":", 1) for u in users), admin_token)
+
+    def check_client(self, request: web.Request) -> None:
+        """Forward-proxy, ``/fetch`` and form users: an allowed network, and a proxy user when users are set."""
+        addr = peer_address(request)
+        if not in_networks(addr, self.clients):
+            raise Forbidden(f"client {addr} is not in server.allow_clients; this proxy does not serve it")
+        if self.users:
+            self._check_user(request.headers.get("Proxy-Authorization", ""))
+
+    def _check_user(self, field: str) -> None:
+        scheme, _, token = field.partition(" ")
+        if scheme.lower() != "basic" or not token:
+            raise ProxyAuthRequired("this proxy requires Proxy-Authorization: Basic credentials")
+        try:
+            user, sep, password = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise ProxyAuthRequired("Proxy-Authorization is not valid Basic credentials") from None
+        expected = self.users.get(user, "0" * 64)
+        digest = hashlib.sha256(password.encode()).hexdigest()
+        if not (sep and hmac.compare_digest(digest, expected) and user in self.users):
+            raise ProxyAuthRequired("unknown proxy user or wrong password")
+
+    def check_admin(self, request: web.Request) -> None:
+        """Admin operations: the bearer token when one is configured, else only loopback peers."""
+        if not self.admin_token:
+            if not in_networks(peer_address(request), LOOPBACK):
+                raise Forbidden("admin operations answer only loopback peers while admin.token is unset")
+            return
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("admin operations need Authorization: Bearer <admin.token>")
+        if not hmac.compare_digest(token.strip().encode(), self.admin_token.encode()):
+            raise Forbidden("wrong admin token")

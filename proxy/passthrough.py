@@ -1,0 +1,89 @@
+"""Requests the cache does not answer go straight upstream, streamed both ways, then invalidate (§4.4).
+
+This is the one place the proxy process talks to an upstream on the request path: unsafe methods must reach the
+origin now (never queued, never stored), and partial requests that no stored response can answer are relayed
+rather than cached wrongly.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+from aiohttp import web
+
+from . import forwarding, lookup, netguard, policy
+from .cache_status import cache_status
+from .problems import Problem, problem_response
+from .services import SERVICES
+from .targets import normalize
+
+log = logging.getLogger(__name__)
+
+
+class BodyTooLarge(Problem):
+    status = 413
+    title = "Content Too Large"
+
+
+async def _body(request: web.Request, limit: int) -> bytes | None:
+    """The request body, read whole but never beyond ``server.max_body_bytes`` (413)."""
+    if not request.body_exists:
+        return None
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge(f"request body of {request.content_length} bytes is over server.max_body_bytes ({limit})")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit or not request.content.at_eof():
+        raise BodyTooLarge(f"request body is over server.max_body_bytes ({limit})")
+    return body
+
+
+async def relay(request: web.Request, url: str, fwd: str, detail: str | None = None) -> web.StreamResponse:
+    svc = request.app[SERVICES]
+    body = await _body(request, svc.settings.server.max_body_bytes)
+    try:
+        upstream = await svc.session_for(url).request(
+            request.method,
+            url,
+            headers=list(forwarding.for_passthrough(request.headers.items(), svc.pseudonym)),
+            data=body,
+            allow_redirects=False,
+        )
+    except TimeoutError:
+        return problem_response(
+            504,
+            "Upstream Timeout",
+            f"upstream did not answer in time for {request.method}",
+            headers={"Cache-Status": cache_status(fwd=fwd, detail="timeout")},
+        )
+    except aiohttp.ClientError as exc:
+        refusal = netguard.refusal_of(exc)
+        if refusal is not None:
+            raise refusal from None
+        return problem_response(
+            502,
+            "Bad Gateway",
+            f"cannot reach upstream: {exc}",
+            headers={"Cache-Status": cache_status(fwd=fwd, detail="connect")},
+        )
+    async with upstream:
+        fields = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream.raw_headers]
+        # Invalidate before the client sees the response, so its next GET cannot be served the old entry.
+        for target in policy.invalidated_urls(request.method, upstream.status, url, tuple(fields)):
+            try:
+                await lookup.invalidate(svc.store, normalize(target))
+            except Exception as exc:  # a target we cannot name cannot be stored either
+                log.debug("not invalidating %r: %s", target, exc)
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        for k, v in forwarding.with_via(forwarding.end_to_end(fields), svc.pseudonym):
+            response.headers.add(k, v)
+        response.headers["Cache-Status"] = cache_status(fwd=fwd, fwd_status=upstream.status, detail=detail)
+        await response.prepare(request)
+        try:
+            async for chunk in upstream.content.iter_chunked(64 * 1024):
+                await response.write(chunk)
+        except aiohttp.ClientError as exc:  # headers are gone already: all we can do is cut the body short
+            log.warning("upstream body for %s %s cut short: %s", request.method, url, exc)
+            raise
+        await response.write_eof()
+    return response

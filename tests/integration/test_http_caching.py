@@ -1,0 +1,370 @@
+"""RFC 9111 / 5861 behaviour end to end: real redis-server, real `grenier serve` and `grenier worker` processes, a
+real origin on 127.0.0.1, and ordinary HTTP clients pointed at grenier as a forward or reverse proxy in wait mode.
+
+Responses are made stale on arrival with an upstream ``Age`` larger than their ``max-age`` (§4.2.3), so no test
+has to sleep for freshness to run out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from multidict import CIMultiDict
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- the origin ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Origin:
+    port: int
+    hits: Counter[str] = field(default_factory=Counter)
+    conditional_hits: Counter[str] = field(default_factory=Counter)
+    failing: set[str] = field(default_factory=set)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+def origin_app(state: Origin) -> web.Application:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        kind, _, _ = request.path.strip("/").partition("/")
+        path = request.path
+        if request.method != "GET":
+            state.hits[f"{request.method} {path}"] += 1
+            return web.Response(status=201, text="created", headers={"Location": path + "-created"})
+        state.hits[path] += 1
+        n = state.hits[path]
+        if path in state.failing:
+            return web.Response(status=503, text="origin down")
+        if kind == "etag":
+            if request.headers.get("If-None-Match") == '"v1"':
+                state.conditional_hits[path] += 1
+                return web.Response(status=304, headers={"ETag": '"v1"', "Cache-Control": "max-age=60"})
+            return web.Response(
+                text=f"etag body {n}", headers={"ETag": '"v1"', "Cache-Control": "max-age=10", "Age": "11"}
+            )
+        if kind == "lm":
+            last_modified = "Sun, 06 Nov 1994 08:49:37 GMT"
+            if request.headers.get("If-Modified-Since") == last_modified:
+                state.conditional_hits[path] += 1
+                return web.Response(status=304, headers={"Cache-Control": "max-age=60"})
+            headers = {"Last-Modified": last_modified, "Cache-Control": "max-age=10", "Age": "11"}
+            return web.Response(text=f"lm body {n}", headers=headers)
+        if kind == "vary":
+            lang = request.headers.get("Accept-Language", "none")
+            return web.Response(
+                text=f"lang={lang} n={n}", headers={"Vary": "Accept-Language", "Cache-Control": "max-age=60"}
+            )
+        if kind == "swr":
+            cc = "max-age=10, stale-while-revalidate=60" if n == 1 else "max-age=60"
+            return web.Response(text=f"swr {n}", headers={"Cache-Control": cc, "Age": "11" if n == 1 else "0"})
+        if kind == "sie":
+            return web.Response(
+                text=f"sie {n}", headers={"Cache-Control": "max-age=10, stale-if-error=60", "Age": "11"}
+            )
+        if kind == "sie-mr":
+            return web.Response(
+                text=f"sie-mr {n}",
+                headers={"Cache-Control": "max-age=10, must-revalidate, stale-if-error=60", "Age": "11"},
+            )
+        return web.Response(text=f"plain {path} {n}", headers={"Cache-Control": "max-age=300"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+@pytest.fixture(scope="module")
+def origin() -> Iterator[Origin]:
+    """The origin runs on its own event loop in a thread, so any test style can talk to it."""
+    state = Origin(port=free_port())
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(origin_app(state), access_log=None)
+    started = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", state.port).start())
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(10), "origin did not start"
+    yield state
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+# --- grenier processes ---------------------------------------------------------------------------------------------
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "proxy", *args], env=full_env, stdout=out, stderr=out, cwd=ROOT)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"grenier exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_grenier/ready", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"grenier on port {port} not ready:\n{log.read_text()}")
+
+
+@dataclass
+class Grenier:
+    forward: str
+    reverse: str
+
+
+@pytest.fixture(scope="module")
+def grenier(redis_server: str, origin: Origin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grenier]:
+    """One worker and two proxies on one Redis, in wait mode: a forward proxy and a reverse proxy for the origin."""
+    logs = tmp_path_factory.mktemp("grenier-http")
+    redis_url = redis_server.rsplit("/", 1)[0] + "/5"
+    common = {
+        "GRENIER_REDIS_URL": redis_url,
+        "GRENIER_CACHE_MISS": "wait",
+        "GRENIER_JOBS_POLL_INTERVAL": "0.05",
+        "GRENIER_UPSTREAM_RETRIES": "0",
+        "GRENIER_SECURITY_ALLOW_NETWORKS": "127.0.0.0/8",
+        "GRENIER_SECURITY_ALLOW_PORTS": str(origin.port),
+    }
+    fport, rport = free_port(), free_port()
+    worker = spawn(["worker", "--processes", "1", "--threads", "4"], common, logs / "worker.log")
+    fwd = spawn(["serve", "--port", str(fport)], common, logs / "forward.log")
+    rev = spawn(
+        ["serve", "--port", str(rport)], {**common, "GRENIER_UPSTREAM_ORIGIN": origin.url("")}, logs / "reverse.log"
+    )
+    try:
+        wait_ready(fport, fwd, logs / "forward.log")
+        wait_ready(rport, rev, logs / "reverse.log")
+        yield Grenier(forward=f"http://127.0.0.1:{fport}", reverse=f"http://127.0.0.1:{rport}")
+    finally:
+        for proc in (fwd, rev, worker):
+            stop(proc)
+
+
+def unique(prefix: str) -> str:
+    return f"/{prefix}/{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: CIMultiDict[str]
+    body: str
+
+
+async def via_proxy(g: Grenier, url: str, method: str = "GET", headers: dict[str, str] | None = None) -> Reply:
+    """An ordinary client using grenier as its HTTP proxy (absolute-form requests)."""
+    async with (
+        aiohttp.ClientSession() as s,
+        s.request(method, url, proxy=g.forward, headers=headers or {}, data=b"x" if method == "POST" else None) as r,
+    ):
+        return Reply(r.status, CIMultiDict(r.headers), await r.text())
+
+
+async def via_reverse(g: Grenier, path: str, headers: dict[str, str] | None = None) -> Reply:
+    async with aiohttp.ClientSession() as s, s.get(g.reverse + path, headers=headers or {}) as r:
+        return Reply(r.status, CIMultiDict(r.headers), await r.text())
+
+
+async def until(check: Callable[[], object], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+# --- the tests -----------------------------------------------------------------------------------------------------
+
+
+async def test_revalidation_with_etag_freshens_without_refetching(grenier: Grenier, origin: Origin) -> None:
+    """§4.3.1/§4.3.4: a stale entry with an ETag is revalidated with If-None-Match; the 304 freshens it."""
+    path = unique("etag")
+    url = origin.url(path)
+    first = await via_proxy(grenier, url)
+    assert first.body == "etag body 1"
+    assert "fwd=uri-miss" in first.headers["Cache-Status"]
+    second = await via_proxy(grenier, url)  # stored stale on arrival: revalidated
+    assert second.body == "etag body 1"
+    assert "fwd-status=304" in second.headers["Cache-Status"]
+    assert origin.conditional_hits[path] == 1
+    third = await via_proxy(grenier, url)  # freshened by the 304's max-age=60
+    assert third.body == "etag body 1"
+    assert third.headers["Cache-Status"].startswith("grenier;hit")
+    assert int(third.headers["Age"]) < 60
+
+
+async def test_revalidation_with_last_modified(grenier: Grenier, origin: Origin) -> None:
+    """§4.3.1: If-Modified-Since from Last-Modified; the 304 path keeps the stored body."""
+    path = unique("lm")
+    await via_proxy(grenier, origin.url(path))
+    again = await via_proxy(grenier, origin.url(path))
+    assert again.body == "lm body 1"
+    assert origin.conditional_hits[path] == 1
+    assert origin.hits[path] == 2
+
+
+async def test_client_conditional_gets_304_from_a_fresh_entry(grenier: Grenier, origin: Origin) -> None:
+    """§4.3.2: a client's matching If-None-Match is answered 304 from the cache."""
+    path = unique("etag")
+    await via_proxy(grenier, origin.url(path))
+    await via_proxy(grenier, origin.url(path))  # revalidated: now fresh for 60 s
+    reply = await via_proxy(grenier, origin.url(path), headers={"If-None-Match": '"v1"'})
+    assert reply.status == 304
+    assert reply.headers["ETag"] == '"v1"'
+    assert "hit" in reply.headers["Cache-Status"]
+    assert reply.body == ""
+    assert reply.headers["Age"] != "11", "the Age of the response the 304 replaced must not survive it"
+
+
+async def test_vary_variants_coexist(grenier: Grenier, origin: Origin) -> None:
+    """§4.1: variants selected by Accept-Language live side by side; each request gets its own."""
+    path = unique("vary")
+    fr = await via_reverse(grenier, path, {"Accept-Language": "fr"})
+    en = await via_reverse(grenier, path, {"Accept-Language": "en"})
+    assert fr.body.startswith("lang=fr")
+    assert en.body.startswith("lang=en")
+    assert "fwd=vary-miss" in en.headers["Cache-Status"]
+    fr_again = await via_reverse(grenier, path, {"Accept-Language": "FR"})  # values of Accept-* are caseless
+    en_again = await via_reverse(grenier, path, {"Accept-Language": "en"})
+    assert fr_again.body == fr.body
+    assert en_again.body == en.body
+    assert fr_again.headers["Cache-Status"].startswith("grenier;hit")
+    assert origin.hits[path] == 2
+
+
+async def test_stale_while_revalidate_serves_stale_and_refreshes_once(grenier: Grenier, origin: Origin) -> None:
+    """RFC 5861 §3: within the window the stale response comes back at once; one background job refreshes it."""
+    path = unique("swr")
+    assert (await via_proxy(grenier, origin.url(path))).body == "swr 1"
+    stale = await via_proxy(grenier, origin.url(path))
+    assert stale.body == "swr 1"
+    assert 'detail="stale-while-revalidate"' in stale.headers["Cache-Status"]
+    await until(lambda: origin.hits[path] >= 2)
+    fresh: list[Reply] = []
+
+    async def refreshed() -> bool:
+        fresh.append(await via_proxy(grenier, origin.url(path)))
+        return fresh[-1].body == "swr 2"
+
+    deadline = time.monotonic() + 15
+    while not await refreshed():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    assert fresh[-1].headers["Cache-Status"].startswith("grenier;hit")
+    assert origin.hits[path] == 2
+
+
+async def test_stale_if_error_serves_stale_when_origin_fails(grenier: Grenier, origin: Origin) -> None:
+    """RFC 5861 §4: a 5xx during refresh is hidden behind the stale response within stale-if-error."""
+    path = unique("sie")
+    assert (await via_proxy(grenier, origin.url(path))).body == "sie 1"
+    origin.failing.add(path)
+    reply = await via_proxy(grenier, origin.url(path))
+    assert reply.status == 200
+    assert reply.body == "sie 1"
+    assert "fwd-status=503" in reply.headers["Cache-Status"]
+    assert 'detail="stale-if-error"' in reply.headers["Cache-Status"]
+
+
+async def test_must_revalidate_passes_the_error_through(grenier: Grenier, origin: Origin) -> None:
+    """§5.2.2.2: must-revalidate forbids serving stale, stale-if-error included."""
+    path = unique("sie-mr")
+    await via_proxy(grenier, origin.url(path))
+    origin.failing.add(path)
+    reply = await via_proxy(grenier, origin.url(path))
+    assert reply.status == 503
+    assert reply.body == "origin down"
+
+
+async def test_post_invalidates_the_target(grenier: Grenier, origin: Origin) -> None:
+    """§4.4: a successful POST goes straight upstream and invalidates the stored response."""
+    path = unique("plain")
+    url = origin.url(path)
+    assert (await via_proxy(grenier, url)).body == f"plain {path} 1"
+    assert (await via_proxy(grenier, url)).headers["Cache-Status"].startswith("grenier;hit")
+    posted = await via_proxy(grenier, url, method="POST")
+    assert posted.status == 201
+    assert "fwd=method" in posted.headers["Cache-Status"]
+    assert origin.hits[f"POST {path}"] == 1
+    after = await via_proxy(grenier, url)
+    assert after.body == f"plain {path} 2"
+    assert "fwd=uri-miss" in after.headers["Cache-Status"]
+
+
+async def test_only_if_cached(grenier: Grenier, origin: Origin) -> None:
+    """§5.2.1.7: only-if-cached answers 504 when nothing is stored, and the stored response when it is."""
+    path = unique("plain")
+    missing = await via_proxy(grenier, origin.url(path), headers={"Cache-Control": "only-if-cached"})
+    assert missing.status == 504
+    assert missing.headers["Content-Type"] == "application/problem+json"
+    assert origin.hits[path] == 0
+    await via_proxy(grenier, origin.url(path))
+    cached = await via_proxy(grenier, origin.url(path), headers={"Cache-Control": "only-if-cached"})
+    assert cached.status == 200
+    assert cached.body == f"plain {path} 1"
+
+
+async def test_range_served_from_a_complete_entry(grenier: Grenier, origin: Origin) -> None:
+    """RFC 9110 §14: a single byte range is cut from a complete stored response."""
+    path = unique("plain")
+    full = await via_proxy(grenier, origin.url(path))
+    part = await via_proxy(grenier, origin.url(path), headers={"Range": "bytes=0-4"})
+    assert part.status == 206
+    assert part.body == full.body[:5]
+    assert part.headers["Content-Range"] == f"bytes 0-4/{len(full.body)}"
+
+
+def test_plain_python_client_through_the_forward_proxy(grenier: Grenier, origin: Origin) -> None:
+    """An ordinary client (urllib with a proxy) gets the response itself, then a hit with Age and Via."""
+    path = unique("plain")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": grenier.forward}))
+    with opener.open(origin.url(path), timeout=20) as first:
+        assert first.read().decode() == f"plain {path} 1"
+    with opener.open(origin.url(path), timeout=20) as second:
+        assert second.read().decode() == f"plain {path} 1"
+        assert second.headers["Cache-Status"].startswith("grenier;hit")
+        assert "grenier" in second.headers["Via"]
+        assert second.headers["Age"].isdigit()

@@ -1,0 +1,910 @@
+"""Table-driven tests of the pure caching policy; each row names the RFC section it checks (RFC 9111 unless said)."""
+
+from __future__ import annotations
+
+from email.utils import formatdate
+
+import pytest
+
+from proxy import policy
+from proxy.policy import CacheControl, Forward, Headers, Hit, Limits, ServeStale, StoredTimes
+
+T0 = 1_800_000_000.0  # a fixed "now" for every row
+LIMITS = Limits(default_ttl=30, max_ttl=86400, heuristic_fraction=0.1, heuristic_max=86400, stale_keep=86400)
+
+
+def date(offset: float) -> str:
+    """An HTTP-date ``offset`` seconds from T0."""
+    return formatdate(T0 + offset, usegmt=True)
+
+
+def h(*pairs: tuple[str, str]) -> Headers:
+    return tuple(pairs)
+
+
+# --- Cache-Control parsing (§5.2) ------------------------------------------------------------------------------
+
+CC_CASES = [
+    ("§5.2.2.1 max-age", ["max-age=60"], {"max_age": 60}),
+    ("§5.2 directives are case-insensitive", ["MAX-AGE=60, No-Store"], {"max_age": 60, "no_store": True}),
+    ("§5.2 values may be quoted", ['max-age="60"'], {"max_age": 60}),
+    ("§4.2.1 first of duplicate directives wins", ["max-age=60, max-age=10"], {"max_age": 60}),
+    ("§4.2.1 duplicates across field lines", ["max-age=5", "max-age=99"], {"max_age": 5}),
+    ("§1.2.2 invalid delta-seconds reads as 0 (stale)", ["max-age=abc"], {"max_age": 0}),
+    ("§1.2.2 negative delta-seconds reads as 0", ["max-age=-5"], {"max_age": 0}),
+    ("§1.2.2 overflow is capped at 2^31", ["max-age=99999999999999"], {"max_age": 2**31}),
+    ("§5.2.2.10 s-maxage", ["s-maxage=5, max-age=60"], {"s_maxage": 5, "max_age": 60}),
+    ("§5.2.2.4 no-cache with field names", ['no-cache="Set-Cookie, X-A"'], {"no_cache_fields": ("set-cookie", "x-a")}),
+    ("§5.2.2.7 private with field names", ['private="X-User"'], {"private": True, "private_fields": ("x-user",)}),
+    ("§5.2.1.2 max-stale without value", ["max-stale"], {"max_stale_any": True, "max_stale": None}),
+    ("§5.2.1.2 max-stale with value", ["max-stale=10"], {"max_stale_any": False, "max_stale": 10}),
+    ("§5.2.1.3 min-fresh", ["min-fresh=20"], {"min_fresh": 20}),
+    ("§5.2.1.7 only-if-cached", ["only-if-cached"], {"only_if_cached": True}),
+    ("RFC 5861 stale-while-revalidate", ["max-age=1, stale-while-revalidate=30"], {"stale_while_revalidate": 30}),
+    ("RFC 5861 stale-if-error", ["stale-if-error=600"], {"stale_if_error": 600}),
+    ("RFC 8246 immutable", ["max-age=9, immutable"], {"immutable": True}),
+    ("§5.2.2.3 must-understand", ["must-understand, no-store"], {"must_understand": True, "no_store": True}),
+    ("§5.2 unknown extensions are ignored", ["foo=bar, max-age=3"], {"max_age": 3}),
+    ("§5.2 empty members are ignored", [", ,max-age=3,"], {"max_age": 3}),
+]
+
+
+@pytest.mark.parametrize(("section", "raw", "expected"), CC_CASES, ids=[c[0] for c in CC_CASES])
+def test_cache_control_parsing(section: str, raw: list[str], expected: dict[str, object]) -> None:
+    cc = CacheControl.parse(raw)
+    for name, value in expected.items():
+        assert getattr(cc, name) == value, section
+
+
+def test_cache_control_absent_is_all_none() -> None:
+    """§5.2: no field, no directives."""
+    assert CacheControl.of(()) == CacheControl()
+
+
+# --- storability (§3) -------------------------------------------------------------------------------------------
+
+STORE_CASES: list[tuple[str, str, int, Headers, Headers, str | None]] = [
+    ("§3 200 without freshness is heuristically cacheable", "GET", 200, (), (), None),
+    ("§3 HEAD is cacheable", "HEAD", 200, (), (), None),
+    ("§3 POST is not", "POST", 200, (), h(("Cache-Control", "max-age=60")), "method POST is not cacheable"),
+    ("§3 206 is not a complete response", "GET", 206, (), h(("Cache-Control", "max-age=60")), "status 206"),
+    ("§3 304 is not stored itself", "GET", 304, (), h(("Cache-Control", "max-age=60")), "status 304"),
+    ("§3 1xx is not final", "GET", 103, (), (), "status 103"),
+    ("§5.2.1.5 request no-store", "GET", 200, h(("Cache-Control", "no-store")), (), "request said no-store"),
+    ("§5.2.2.5 response no-store", "GET", 200, (), h(("Cache-Control", "no-store")), "response said no-store"),
+    ("§5.2.2.7 private", "GET", 200, (), h(("Cache-Control", "private, max-age=60")), "response is private"),
+    ("§5.2.2.7 private=fields is storable", "GET", 200, (), h(("Cache-Control", 'private="X-U"')), None),
+    (
+        "§3.5 Authorization without permission",
+        "GET",
+        200,
+        h(("Authorization", "Bearer x")),
+        h(("Cache-Control", "max-age=60")),
+        "request carried Authorization",
+    ),
+    ("§3.5 Authorization with public", "GET", 200, h(("Authorization", "x")), h(("Cache-Control", "public")), None),
+    (
+        "§3.5 Authorization with s-maxage",
+        "GET",
+        200,
+        h(("Authorization", "x")),
+        h(("Cache-Control", "s-maxage=9")),
+        None,
+    ),
+    (
+        "§3.5 Authorization with must-revalidate",
+        "GET",
+        200,
+        h(("Authorization", "x")),
+        h(("Cache-Control", "must-revalidate")),
+        None,
+    ),
+    ("§3 Set-Cookie is not shared by default", "GET", 200, (), h(("Set-Cookie", "a=b")), "response sets a cookie"),
+    ("§4.1 Vary: * never matches", "GET", 200, (), h(("Vary", "*")), "Vary: * never matches"),
+    ("§3 500 without freshness", "GET", 500, (), (), "status 500 has no explicit freshness"),
+    ("§3 500 with max-age is storable", "GET", 500, (), h(("Cache-Control", "max-age=5")), None),
+    ("§3 302 with Expires is storable", "GET", 302, (), h(("Expires", date(60)), ("Date", date(0))), None),
+    ("§3 302 with public is storable", "GET", 302, (), h(("Cache-Control", "public")), None),
+    ("§3 404 is heuristically cacheable", "GET", 404, (), (), None),
+    ("§3 410 is heuristically cacheable", "GET", 410, (), (), None),
+    ("§5.2.2.4 no-cache responses are stored", "GET", 200, (), h(("Cache-Control", "no-cache")), None),
+    (
+        "§5.2.2.3 must-understand overrides no-store for a known status",
+        "GET",
+        200,
+        (),
+        h(("Cache-Control", "must-understand, no-store")),
+        None,
+    ),
+    (
+        "§5.2.2.3 must-understand with an unknown status",
+        "GET",
+        299,
+        (),
+        h(("Cache-Control", "must-understand, no-store, max-age=9")),
+        "must-understand and status 299",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("section", "method", "status", "req", "resp", "reason"), STORE_CASES, ids=[c[0] for c in STORE_CASES]
+)
+def test_storability(section: str, method: str, status: int, req: Headers, resp: Headers, reason: str | None) -> None:
+    got = policy.not_storable_reason(method, status, req, resp, LIMITS)
+    if reason is None:
+        assert got is None, section
+    else:
+        assert got is not None, section
+        assert got.startswith(reason), (section, got)
+
+
+def test_set_cookie_shared_when_configured() -> None:
+    """§3: sharing Set-Cookie responses is the operator's choice."""
+    limits = Limits(share_set_cookie=True)
+    assert policy.not_storable_reason("GET", 200, (), h(("Set-Cookie", "a=b")), limits) is None
+
+
+HOP_CASES = [
+    ("RFC 9110 §7.6.1 hop-by-hop fields dropped", h(("Connection", "close"), ("Keep-Alive", "5"), ("X", "1")), ["X"]),
+    (
+        "RFC 9110 §7.6.1 fields named by Connection dropped",
+        h(("Connection", "X-Hop"), ("X-Hop", "1"), ("Y", "2")),
+        ["Y"],
+    ),
+    (
+        "RFC 9110 §7.6.1 Transfer-Encoding, TE, Upgrade",
+        h(("Transfer-Encoding", "chunked"), ("TE", "x"), ("Upgrade", "h2")),
+        [],
+    ),
+    ("RFC 9110 §7.6.1 Proxy-* fields", h(("Proxy-Authenticate", "x"), ("Proxy-Connection", "x"), ("Z", "1")), ["Z"]),
+    (
+        "§5.2.2.7 private=field not stored",
+        h(("Cache-Control", 'private="X-User"'), ("X-User", "bob")),
+        ["Cache-Control"],
+    ),
+    ("§5.2.2.4 no-cache=field not stored", h(("Cache-Control", 'no-cache="X-T"'), ("X-T", "1")), ["Cache-Control"]),
+]
+
+
+@pytest.mark.parametrize(("section", "headers", "kept"), HOP_CASES, ids=[c[0] for c in HOP_CASES])
+def test_storable_headers(section: str, headers: Headers, kept: list[str]) -> None:
+    assert [k for k, _ in policy.storable_headers(headers)] == kept, section
+
+
+# --- freshness lifetime (§4.2.1, §4.2.2) ---------------------------------------------------------------------------
+
+LIFETIME_CASES: list[tuple[str, int, Headers, float]] = [
+    ("§4.2.1 s-maxage first", 200, h(("Cache-Control", "s-maxage=5, max-age=60")), 5),
+    (
+        "§4.2.1 max-age over Expires",
+        200,
+        h(("Cache-Control", "max-age=60"), ("Expires", date(10)), ("Date", date(0))),
+        60,
+    ),
+    ("§4.2.1 Expires minus Date", 200, h(("Expires", date(120)), ("Date", date(0))), 120),
+    (
+        "§4.2.1 Expires without Date uses the response time",
+        200,
+        h(
+            ("Expires", date(45)),
+        ),
+        45,
+    ),
+    (
+        "§5.3 invalid Expires means already expired",
+        200,
+        h(
+            ("Expires", "0"),
+        ),
+        0,
+    ),
+    ("§5.3 Expires in the past", 200, h(("Expires", date(-10)), ("Date", date(0))), 0),
+    ("§4.2.1 first Expires wins", 200, h(("Expires", date(30)), ("Expires", date(90)), ("Date", date(0))), 30),
+    ("§4.2.2 heuristic: 10% of Date - Last-Modified", 200, h(("Date", date(0)), ("Last-Modified", date(-1000))), 100),
+    ("§4.2.2 heuristic capped", 200, h(("Date", date(0)), ("Last-Modified", date(-(10**8)))), 86400),
+    ("§4.2.2 no heuristic for 302: default_ttl", 302, h(("Date", date(0)), ("Last-Modified", date(-1000))), 30),
+    (
+        "§4.2.2 heuristic for public 302",
+        302,
+        h(("Cache-Control", "public"), ("Date", date(0)), ("Last-Modified", date(-1000))),
+        100,
+    ),
+    ("default_ttl without explicit or heuristic", 200, (), 30),
+    (
+        "max_ttl caps explicit freshness",
+        200,
+        h(
+            ("Cache-Control", "max-age=9999999"),
+        ),
+        86400,
+    ),
+    (
+        "§4.2.1 invalid max-age is stale",
+        200,
+        h(
+            ("Cache-Control", "max-age=x"),
+        ),
+        0,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("section", "status", "headers", "lifetime"), LIFETIME_CASES, ids=[c[0] for c in LIFETIME_CASES]
+)
+def test_freshness_lifetime(section: str, status: int, headers: Headers, lifetime: float) -> None:
+    assert policy.freshness_lifetime(status, headers, T0, LIMITS) == pytest.approx(lifetime), section
+
+
+def test_default_ttl_zero_means_validate_every_use() -> None:
+    """Strict reading: no explicit or heuristic freshness and default_ttl 0 -> lifetime 0 (always stale)."""
+    assert policy.freshness_lifetime(200, (), T0, Limits(default_ttl=0)) == 0
+
+
+# --- age (§4.2.3) ---------------------------------------------------------------------------------------------
+
+AGE_CASES: list[tuple[str, Headers, float, float, float, float]] = [
+    (
+        "§4.2.3 resident time only",
+        h(
+            ("Date", date(0)),
+        ),
+        0,
+        0,
+        100,
+        100,
+    ),
+    ("§4.2.3 upstream Age adds", h(("Date", date(0)), ("Age", "50")), 0, 0, 10, 60),
+    ("§4.2.3 response delay corrects Age", h(("Date", date(0)), ("Age", "50")), -2, 0, 0, 52),
+    (
+        "§4.2.3 apparent age from an old Date",
+        h(
+            ("Date", date(-30)),
+        ),
+        0,
+        0,
+        0,
+        30,
+    ),
+    (
+        "§4.2.3 Date in the future gives no negative age",
+        h(
+            ("Date", date(30)),
+        ),
+        0,
+        0,
+        5,
+        5,
+    ),
+    ("§4.2.3 invalid Age ignored", h(("Date", date(0)), ("Age", "abc")), 0, 0, 1, 1),
+    ("§4.2.3 no Date: resident time plus delay", (), -1, 0, 3, 4),
+]
+
+
+@pytest.mark.parametrize(("section", "headers", "req", "resp", "now", "age"), AGE_CASES, ids=[c[0] for c in AGE_CASES])
+def test_current_age(section: str, headers: Headers, req: float, resp: float, now: float, age: float) -> None:
+    assert policy.current_age(headers, T0 + req, T0 + resp, T0 + now) == pytest.approx(age), section
+
+
+# --- decisions (§4, RFC 5861) ------------------------------------------------------------------------------------
+
+
+def stored(lifetime: float, *pairs: tuple[str, str], stored_at: float = 0) -> StoredTimes:
+    return StoredTimes(h(("Date", date(stored_at)), *pairs), T0 + stored_at, T0 + stored_at, lifetime)
+
+
+DECIDE_CASES: list[tuple[str, Headers, StoredTimes | None, float, policy.Decision]] = [
+    ("§4 nothing stored", (), None, 0, Forward("uri-miss")),
+    ("§4.2 fresh", (), stored(60), 10, Hit(age=10, ttl=50)),
+    ("§4.2 stale", (), stored(60), 61, Forward("stale")),
+    (
+        "§5.2.1.4 request no-cache",
+        h(
+            ("Cache-Control", "no-cache"),
+        ),
+        stored(60),
+        1,
+        Forward("request"),
+    ),
+    (
+        "§5.2.1.1 request max-age=0",
+        h(
+            ("Cache-Control", "max-age=0"),
+        ),
+        stored(60),
+        1,
+        Forward("request"),
+    ),
+    (
+        "§5.4 Pragma: no-cache without Cache-Control",
+        h(
+            ("Pragma", "no-cache"),
+        ),
+        stored(60),
+        1,
+        Forward("request"),
+    ),
+    (
+        "§5.4 Pragma ignored beside Cache-Control",
+        h(("Pragma", "no-cache"), ("Cache-Control", "max-stale")),
+        stored(60),
+        1,
+        Hit(1, 59),
+    ),
+    (
+        "§5.2.1.1 request max-age exceeded",
+        h(
+            ("Cache-Control", "max-age=5"),
+        ),
+        stored(60),
+        10,
+        Forward("request", "older than the request's max-age"),
+    ),
+    (
+        "§5.2.1.1 request max-age satisfied",
+        h(
+            ("Cache-Control", "max-age=20"),
+        ),
+        stored(60),
+        10,
+        Hit(10, 50),
+    ),
+    (
+        "§5.2.1.3 min-fresh not met",
+        h(
+            ("Cache-Control", "min-fresh=55"),
+        ),
+        stored(60),
+        10,
+        Forward("request", "fresh for less than the request's min-fresh"),
+    ),
+    (
+        "§5.2.1.3 min-fresh met",
+        h(
+            ("Cache-Control", "min-fresh=30"),
+        ),
+        stored(60),
+        10,
+        Hit(10, 50),
+    ),
+    (
+        "§5.2.1.2 max-stale=N within",
+        h(
+            ("Cache-Control", "max-stale=20"),
+        ),
+        stored(60),
+        70,
+        Hit(70, -10),
+    ),
+    (
+        "§5.2.1.2 max-stale=N beyond",
+        h(
+            ("Cache-Control", "max-stale=5"),
+        ),
+        stored(60),
+        70,
+        Forward("stale"),
+    ),
+    (
+        "§5.2.1.2 max-stale any",
+        h(
+            ("Cache-Control", "max-stale"),
+        ),
+        stored(60),
+        5000,
+        Hit(5000, -4940),
+    ),
+    (
+        "§5.2.2.2 must-revalidate forbids stale",
+        h(
+            ("Cache-Control", "max-stale"),
+        ),
+        stored(60, ("Cache-Control", "max-age=60, must-revalidate")),
+        70,
+        Forward("stale"),
+    ),
+    (
+        "§5.2.2.8 proxy-revalidate forbids stale (shared)",
+        h(
+            ("Cache-Control", "max-stale"),
+        ),
+        stored(60, ("Cache-Control", "proxy-revalidate")),
+        70,
+        Forward("stale"),
+    ),
+    (
+        "§5.2.2.10 s-maxage implies proxy-revalidate",
+        h(
+            ("Cache-Control", "max-stale"),
+        ),
+        stored(60, ("Cache-Control", "s-maxage=60")),
+        70,
+        Forward("stale"),
+    ),
+    (
+        "§5.2.2.4 response no-cache validates every use",
+        (),
+        stored(60, ("Cache-Control", "no-cache, max-age=60")),
+        1,
+        Forward("stale", "response requires validation on every use"),
+    ),
+    ("§5.2.2.4 no-cache=field does not", (), stored(60, ("Cache-Control", 'no-cache="X", max-age=60')), 1, Hit(1, 59)),
+    (
+        "RFC 5861 §3 within stale-while-revalidate",
+        (),
+        stored(60, ("Cache-Control", "max-age=60, stale-while-revalidate=30")),
+        80,
+        ServeStale(age=80, ttl=-20),
+    ),
+    (
+        "RFC 5861 §3 beyond stale-while-revalidate",
+        (),
+        stored(60, ("Cache-Control", "max-age=60, stale-while-revalidate=30")),
+        100,
+        Forward("stale"),
+    ),
+    (
+        "RFC 5861 §3 not with must-revalidate",
+        (),
+        stored(60, ("Cache-Control", "max-age=60, must-revalidate, stale-while-revalidate=30")),
+        80,
+        Forward("stale"),
+    ),
+    (
+        "RFC 8246 immutable is fresh like any other",
+        (),
+        stored(60, ("Cache-Control", "max-age=60, immutable")),
+        1,
+        Hit(1, 59),
+    ),
+]
+
+
+@pytest.mark.parametrize(("section", "req", "entry", "now", "expected"), DECIDE_CASES, ids=[c[0] for c in DECIDE_CASES])
+def test_decide(section: str, req: Headers, entry: StoredTimes | None, now: float, expected: policy.Decision) -> None:
+    assert policy.decide(req, entry, T0 + now, LIMITS) == expected, section
+
+
+def test_operator_default_stale_while_revalidate() -> None:
+    """RFC 5861 defaults from config apply when the response sets none (like Varnish grace)."""
+    limits = Limits(stale_while_revalidate=30)
+    assert policy.decide((), stored(60), T0 + 80, limits) == ServeStale(age=80, ttl=-20)
+
+
+SIE_CASES: list[tuple[str, Headers, StoredTimes, float, Limits, bool]] = [
+    (
+        "RFC 5861 §4 within stale-if-error",
+        (),
+        stored(60, ("Cache-Control", "max-age=60, stale-if-error=100")),
+        100,
+        LIMITS,
+        True,
+    ),
+    (
+        "RFC 5861 §4 beyond stale-if-error",
+        (),
+        stored(60, ("Cache-Control", "max-age=60, stale-if-error=10")),
+        100,
+        LIMITS,
+        False,
+    ),
+    ("RFC 5861 §4 none given", (), stored(60), 100, LIMITS, False),
+    ("RFC 5861 §4 operator default", (), stored(60), 100, Limits(stale_if_error=60), True),
+    (
+        "RFC 5861 §4 request stale-if-error",
+        h(
+            ("Cache-Control", "stale-if-error=50"),
+        ),
+        stored(60),
+        100,
+        LIMITS,
+        True,
+    ),
+    (
+        "§5.2.2.2 must-revalidate wins over stale-if-error",
+        (),
+        stored(60, ("Cache-Control", "max-age=60, must-revalidate, stale-if-error=100")),
+        100,
+        LIMITS,
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("section", "req", "entry", "now", "limits", "allowed"), SIE_CASES, ids=[c[0] for c in SIE_CASES]
+)
+def test_stale_if_error(
+    section: str, req: Headers, entry: StoredTimes, now: float, limits: Limits, allowed: bool
+) -> None:
+    assert policy.stale_if_error_allows(req, entry, T0 + now, limits) is allowed, section
+
+
+# --- retention ---------------------------------------------------------------------------------------------------
+
+
+def test_retention_keeps_entries_past_freshness() -> None:
+    """§4.3: entries outlive freshness by stale_keep (or a longer RFC 5861 window) so they can be revalidated."""
+    assert policy.retention((), 60, LIMITS) == 60 + 86400
+    long_swr = h(("Cache-Control", "stale-while-revalidate=200000"))
+    assert policy.retention(long_swr, 60, LIMITS) == 60 + 200000
+
+
+# --- validation (§4.3) -------------------------------------------------------------------------------------------
+
+VALIDATOR_CASES = [
+    (
+        "§4.3.1 ETag -> If-None-Match",
+        h(
+            ("ETag", '"a"'),
+        ),
+        h(
+            ("If-None-Match", '"a"'),
+        ),
+    ),
+    (
+        "§4.3.1 Last-Modified -> If-Modified-Since",
+        h(
+            ("Last-Modified", date(-5)),
+        ),
+        h(
+            ("If-Modified-Since", date(-5)),
+        ),
+    ),
+    (
+        "§4.3.1 both",
+        h(("ETag", 'W/"a"'), ("Last-Modified", date(-5))),
+        h(("If-None-Match", 'W/"a"'), ("If-Modified-Since", date(-5))),
+    ),
+    (
+        "§4.3.1 invalid Last-Modified is not a validator",
+        h(
+            ("Last-Modified", "yesterday"),
+        ),
+        (),
+    ),
+    (
+        "§4.3.1 none",
+        h(
+            ("Content-Type", "text/plain"),
+        ),
+        (),
+    ),
+]
+
+
+@pytest.mark.parametrize(("section", "headers", "expected"), VALIDATOR_CASES, ids=[c[0] for c in VALIDATOR_CASES])
+def test_validators(section: str, headers: Headers, expected: Headers) -> None:
+    assert policy.validators(headers) == expected, section
+
+
+def test_freshen_updates_fields_but_not_the_body_description() -> None:
+    """§4.3.4 / §3.2: a 304's fields replace the stored ones, except those describing the stored body."""
+    old = h(
+        ("Content-Type", "text/html"),
+        ("Content-Length", "10"),
+        ("Cache-Control", "max-age=1"),
+        ("ETag", '"a"'),
+        ("Age", "11"),
+    )
+    new = h(
+        ("Cache-Control", "max-age=60"),
+        ("Content-Length", "0"),
+        ("Content-Type", "x/y"),
+        ("X-New", "1"),
+        ("Connection", "close"),
+    )
+    merged = dict(policy.freshen(old, new))
+    assert merged == {
+        "Content-Type": "text/html",
+        "Content-Length": "10",
+        "ETag": '"a"',
+        "Cache-Control": "max-age=60",
+        "X-New": "1",
+    }
+
+
+NOT_MODIFIED_CASES: list[tuple[str, Headers, int, Headers, bool]] = [
+    (
+        "§4.3.2 If-None-Match matches",
+        h(
+            ("If-None-Match", '"a"'),
+        ),
+        200,
+        h(
+            ("ETag", '"a"'),
+        ),
+        True,
+    ),
+    (
+        "§4.3.2 weak comparison",
+        h(
+            ("If-None-Match", 'W/"a"'),
+        ),
+        200,
+        h(
+            ("ETag", '"a"'),
+        ),
+        True,
+    ),
+    (
+        "§4.3.2 one of a list",
+        h(
+            ("If-None-Match", '"x", "a"'),
+        ),
+        200,
+        h(
+            ("ETag", '"a"'),
+        ),
+        True,
+    ),
+    (
+        "§4.3.2 If-None-Match: *",
+        h(
+            ("If-None-Match", "*"),
+        ),
+        200,
+        h(
+            ("ETag", '"a"'),
+        ),
+        True,
+    ),
+    (
+        "§4.3.2 no match",
+        h(
+            ("If-None-Match", '"b"'),
+        ),
+        200,
+        h(
+            ("ETag", '"a"'),
+        ),
+        False,
+    ),
+    (
+        "§4.3.2 If-None-Match wins over If-Modified-Since",
+        h(("If-None-Match", '"b"'), ("If-Modified-Since", date(0))),
+        200,
+        h(("ETag", '"a"'), ("Last-Modified", date(-9))),
+        False,
+    ),
+    (
+        "§4.3.2 If-Modified-Since not modified",
+        h(
+            ("If-Modified-Since", date(0)),
+        ),
+        200,
+        h(
+            ("Last-Modified", date(-9)),
+        ),
+        True,
+    ),
+    (
+        "§4.3.2 If-Modified-Since modified",
+        h(
+            ("If-Modified-Since", date(-20)),
+        ),
+        200,
+        h(
+            ("Last-Modified", date(-9)),
+        ),
+        False,
+    ),
+    (
+        "§4.3.2 invalid If-Modified-Since ignored",
+        h(
+            ("If-Modified-Since", "nope"),
+        ),
+        200,
+        h(
+            ("Last-Modified", date(-9)),
+        ),
+        False,
+    ),
+    (
+        "§4.3.2 only for 200",
+        h(
+            ("If-None-Match", '"a"'),
+        ),
+        404,
+        h(
+            ("ETag", '"a"'),
+        ),
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("section", "req", "status", "stored_headers", "expected"),
+    NOT_MODIFIED_CASES,
+    ids=[c[0] for c in NOT_MODIFIED_CASES],
+)
+def test_not_modified(section: str, req: Headers, status: int, stored_headers: Headers, expected: bool) -> None:
+    assert policy.not_modified(req, status, stored_headers) is expected, section
+
+
+def test_not_modified_headers() -> None:
+    """RFC 9110 §15.4.5: a 304 carries the validators and caching fields, not the body's."""
+    stored_headers = h(
+        ("ETag", '"a"'), ("Content-Type", "text/html"), ("Cache-Control", "max-age=9"), ("Vary", "Accept")
+    )
+    assert [k for k, _ in policy.not_modified_headers(stored_headers)] == ["ETag", "Cache-Control", "Vary"]
+
+
+# --- Vary (§4.1) ---------------------------------------------------------------------------------------------------
+
+VARY_FIELD_CASES = [
+    (
+        "§4.1 one field",
+        h(
+            ("Vary", "Accept-Encoding"),
+        ),
+        ("accept-encoding",),
+    ),
+    ("§4.1 lists and lines combine, sorted and unique", h(("Vary", "B, a"), ("Vary", "A")), ("a", "b")),
+    (
+        "§4.1 Vary: * ",
+        h(
+            ("Vary", "Accept, *"),
+        ),
+        ("*",),
+    ),
+    ("§4.1 no Vary", (), ()),
+]
+
+
+@pytest.mark.parametrize(("section", "headers", "fields"), VARY_FIELD_CASES, ids=[c[0] for c in VARY_FIELD_CASES])
+def test_vary_fields(section: str, headers: Headers, fields: tuple[str, ...]) -> None:
+    assert policy.vary_fields(headers) == fields, section
+
+
+VARIANT_CASES: list[tuple[str, tuple[str, ...], Headers, Headers, bool]] = [
+    (
+        "§4.1 same value matches",
+        ("accept-language",),
+        h(
+            ("Accept-Language", "fr"),
+        ),
+        h(
+            ("accept-language", "fr"),
+        ),
+        True,
+    ),
+    (
+        "§4.1 different value does not",
+        ("accept-language",),
+        h(
+            ("Accept-Language", "fr"),
+        ),
+        h(
+            ("Accept-Language", "en"),
+        ),
+        False,
+    ),
+    (
+        "§4.1 whitespace after commas is normalised",
+        ("accept",),
+        h(
+            ("Accept", "a/b,c/d"),
+        ),
+        h(
+            ("Accept", "a/b, c/d"),
+        ),
+        True,
+    ),
+    (
+        "§4.1 field lines combine",
+        ("accept",),
+        h(("Accept", "a/b"), ("Accept", "c/d")),
+        h(
+            ("Accept", "a/b, c/d"),
+        ),
+        True,
+    ),
+    (
+        "§4.1 case-insensitive values of Accept-*",
+        ("accept-encoding",),
+        h(
+            ("Accept-Encoding", "GZIP"),
+        ),
+        h(
+            ("Accept-Encoding", "gzip"),
+        ),
+        True,
+    ),
+    (
+        "§4.1 other values keep their case",
+        ("x-mode",),
+        h(
+            ("X-Mode", "A"),
+        ),
+        h(
+            ("X-Mode", "a"),
+        ),
+        False,
+    ),
+    (
+        "§4.1 absent differs from empty",
+        ("x-mode",),
+        (),
+        h(
+            ("X-Mode", ""),
+        ),
+        False,
+    ),
+    (
+        "§4.1 both absent match",
+        ("x-mode",),
+        (),
+        h(
+            ("Other", "1"),
+        ),
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(("section", "fields", "a", "b", "same"), VARIANT_CASES, ids=[c[0] for c in VARIANT_CASES])
+def test_variant_key(section: str, fields: tuple[str, ...], a: Headers, b: Headers, same: bool) -> None:
+    assert (policy.variant_key(fields, a) == policy.variant_key(fields, b)) is same, section
+
+
+# --- invalidation (§4.4) -------------------------------------------------------------------------------------------
+
+INVALIDATION_CASES: list[tuple[str, str, int, Headers, list[str]]] = [
+    ("§4.4 POST success invalidates the target", "POST", 201, (), ["http://o.test/a"]),
+    (
+        "§4.4 with same-origin Location",
+        "POST",
+        303,
+        h(
+            ("Location", "/b"),
+        ),
+        ["http://o.test/a", "http://o.test/b"],
+    ),
+    (
+        "§4.4 with Content-Location",
+        "PUT",
+        200,
+        h(
+            ("Content-Location", "http://o.test/c"),
+        ),
+        ["http://o.test/a", "http://o.test/c"],
+    ),
+    (
+        "§4.4 not a foreign-origin Location",
+        "DELETE",
+        200,
+        h(
+            ("Location", "http://evil.test/x"),
+        ),
+        ["http://o.test/a"],
+    ),
+    ("§4.4 unknown methods are unsafe", "PURGE", 200, (), ["http://o.test/a"]),
+    ("§4.4 error responses invalidate nothing", "POST", 500, (), []),
+    ("§4.4 safe methods invalidate nothing", "OPTIONS", 200, (), []),
+]
+
+
+@pytest.mark.parametrize(
+    ("section", "method", "status", "headers", "urls"), INVALIDATION_CASES, ids=[c[0] for c in INVALIDATION_CASES]
+)
+def test_invalidation(section: str, method: str, status: int, headers: Headers, urls: list[str]) -> None:
+    assert policy.invalidated_urls(method, status, "http://o.test/a", headers) == urls, section
+
+
+# --- dates -------------------------------------------------------------------------------------------------------
+
+DATE_CASES = [
+    ("RFC 9110 §5.6.7 IMF-fixdate", "Sun, 06 Nov 1994 08:49:37 GMT", 784111777.0),
+    ("RFC 9110 §5.6.7 obsolete RFC 850", "Sunday, 06-Nov-94 08:49:37 GMT", 784111777.0),
+    ("RFC 9110 §5.6.7 obsolete asctime", "Sun Nov  6 08:49:37 1994", 784111777.0),
+    ("RFC 9110 §5.6.7 invalid", "not a date", None),
+    ("RFC 9110 §5.6.7 zero", "0", None),
+]
+
+
+@pytest.mark.parametrize(("section", "raw", "epoch"), DATE_CASES, ids=[c[0] for c in DATE_CASES])
+def test_http_date(section: str, raw: str, epoch: float | None) -> None:
+    assert policy.http_date(raw) == epoch, section
