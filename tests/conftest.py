@@ -76,8 +76,9 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def redis_url(redis_server: str) -> str:
-    """The session's redis-server, emptied before each test (it is ours: flushing it is safe)."""
+    """Database 0 of the session's redis-server, emptied before each test (the server is ours; other databases
+    belong to the integration tests' process groups)."""
     client = redis.Redis.from_url(redis_server)
-    client.flushall()
+    client.flushdb()
     client.close()
     return redis_server

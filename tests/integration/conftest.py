@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from .origin import Origin
-from .support import Launcher
+from .support import LOOPBACK_PORTS, Launcher
 
 #: Database 0 is what ``redis_url`` flushes for unit tests; grenier process groups here take 1..15 in turn.
 _databases = itertools.cycle(range(1, 16))
@@ -24,6 +24,7 @@ _databases = itertools.cycle(range(1, 16))
 @pytest.fixture(scope="session")
 def origin() -> Iterator[Origin]:
     server = Origin().start()
+    LOOPBACK_PORTS.append(server.port)
     try:
         yield server
     finally:

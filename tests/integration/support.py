@@ -39,9 +39,22 @@ def free_port() -> int:
         return port
 
 
+#: Ports on 127.0.0.1 the tests' grenier processes may fetch from: the SSRF guard refuses loopback and unknown
+#: ports by default, and the test origins live there (fixtures add their ports).
+LOOPBACK_PORTS: list[int] = []
+
+
+#: A port nothing listens on (bound, then released), allowed by the guard so that fetching it is refused by the
+#: operating system, not by grenier: the "connection refused" path.
+CLOSED_PORT = free_port()
+LOOPBACK_PORTS.append(CLOSED_PORT)
+
+
 def base_env(settings: Mapping[str, str]) -> dict[str, str]:
-    """The test runner's environment without any GRENIER_* variable, plus ``settings``."""
+    """The test runner's environment without any GRENIER_* variable, the loopback opt-in, plus ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRENIER_")}
+    env["GRENIER_SECURITY_ALLOW_NETWORKS"] = "127.0.0.0/8"
+    env["GRENIER_SECURITY_ALLOW_PORTS"] = ",".join(str(p) for p in LOOPBACK_PORTS)
     env.update(settings)
     return env
 

@@ -19,7 +19,7 @@ from proxy.app import create_app
 from proxy.config import build
 
 from .origin import Origin
-from .support import Launcher, Reply, fetch_url, free_port, get, poll_job
+from .support import CLOSED_PORT, Launcher, Reply, base_env, fetch_url, get, poll_job
 
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 
@@ -38,7 +38,8 @@ class InProcess:
 @pytest.fixture
 def embedded(aiohttp_client: AiohttpClient) -> Callable[..., Awaitable[InProcess]]:
     async def make(settings: Mapping[str, str] | None = None) -> InProcess:
-        app_settings = build({}, {"GRENIER_UPSTREAM_RETRY_BACKOFF": "0.05", **(settings or {})})
+        env = base_env({"GRENIER_UPSTREAM_RETRY_BACKOFF": "0.05", **(settings or {})})
+        app_settings = build({}, {k: v for k, v in env.items() if k.startswith("GRENIER_")})
         assert app_settings.embedded
         return InProcess(await aiohttp_client(create_app(app_settings)))
 
@@ -136,7 +137,7 @@ async def test_failed_job_is_a_problem(
     embedded: Callable[..., Awaitable[InProcess]], http: aiohttp.ClientSession
 ) -> None:
     app = await embedded({"GRENIER_UPSTREAM_RETRIES": "0"})
-    port = free_port()
+    port = CLOSED_PORT
     failed = await poll_job(http, app.base, (await get(http, app.fetch_url(f"http://127.0.0.1:{port}/"))).location)
     assert str(port) in failed.problem(502)["detail"]
 
