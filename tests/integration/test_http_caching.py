@@ -157,10 +157,10 @@ class Grenier:
 
 
 @pytest.fixture(scope="module")
-def grenier(redis_server: str, origin: Origin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grenier]:
+def grenier(module_redis: str, origin: Origin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grenier]:
     """One worker and two proxies on one Redis, in wait mode: a forward proxy and a reverse proxy for the origin."""
     logs = tmp_path_factory.mktemp("grenier-http")
-    redis_url = redis_server.rsplit("/", 1)[0] + "/5"
+    redis_url = module_redis
     common = {
         "GRENIER_REDIS_URL": redis_url,
         "GRENIER_CACHE_MISS": "wait",
