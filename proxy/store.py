@@ -263,10 +263,13 @@ class RedisStore:
         await self.redis.ping()
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
+        task, self._listener = self._listener, None
+        if task is not None:
+            while not task.done():  # redis-py can swallow a cancel while the subscription connects: insist
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.1)
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listener
+                await task
         await self.redis.aclose()
 
 

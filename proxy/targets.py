@@ -37,9 +37,13 @@ def normalize(raw: str | None) -> str:
         port = parts.port
     except ValueError as exc:
         raise BadTarget(f"the target URL cannot be parsed: {exc}") from None
-    if not parts.scheme or not parts.netloc:
-        raise BadTarget(f"the target URL {raw!r} is relative: give an absolute http or https URL")
     scheme = parts.scheme.lower()
+    if (scheme and scheme not in SCHEMES and "://" in raw) or scheme in {"javascript", "data", "file", "mailto"}:
+        raise BadTarget(f"the scheme {scheme!r} is not supported: only http and https are")
+    if scheme in SCHEMES and raw[len(scheme) :].startswith("://") and not parts.netloc:
+        raise BadTarget("the target URL has no host")
+    if not scheme or not parts.netloc:
+        raise BadTarget(f"the target URL {raw!r} is relative: give an absolute http or https URL")
     if scheme not in SCHEMES:
         raise BadTarget(f"the scheme {scheme!r} is not supported: only http and https are")
     host = parts.hostname

@@ -1,0 +1,380 @@
+"""Upstream fetches against a real aiohttp origin on 127.0.0.1 (jobs/fetcher.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from jobs.fetcher import USER_AGENT, FetchLimits, UpstreamError, backoff, fetch, new_session
+from proxy.netguard import Guard
+
+GZIPPED = gzip.compress(b"hello, compressed world\n" * 50, mtime=0)
+CAP = 1000
+
+#: aiohttp itself re-sends an idempotent request once when the server drops the connection without answering.
+AIOHTTP_TRIES_PER_DROPPED_GET = 2
+
+AiohttpServer = Callable[..., Awaitable[TestServer]]
+
+
+@pytest.mark.parametrize(
+    ("attempt", "base", "cap", "expected"),
+    [
+        (1, 0.2, 5.0, 0.2),
+        (2, 0.2, 5.0, 0.4),
+        (3, 0.2, 5.0, 0.8),
+        (4, 0.2, 5.0, 1.6),
+        (5, 0.2, 5.0, 3.2),
+        (6, 0.2, 5.0, 5.0),
+        (50, 0.2, 5.0, 5.0),
+        (0, 0.2, 5.0, 0.2),
+        (-3, 0.2, 5.0, 0.2),
+        (3, 0.0, 5.0, 0.0),
+        (3, 1.0, 2.0, 2.0),
+        (2, 0.5, 1.0, 1.0),
+    ],
+    ids=[
+        "first",
+        "second",
+        "third",
+        "fourth",
+        "fifth",
+        "capped",
+        "far-capped",
+        "zero-is-first",
+        "negative-is-first",
+        "zero-base",
+        "small-cap",
+        "exactly-cap",
+    ],
+)
+def test_backoff(attempt: int, base: float, cap: float, expected: float) -> None:
+    assert backoff(attempt, base, cap) == expected
+
+
+def test_backoff_default_cap() -> None:
+    assert backoff(100, 1.0) == 5.0
+    assert isinstance(backoff(1, 1), float)
+
+
+# --- the origin -------------------------------------------------------------------------------------------------
+
+
+class Origin:
+    def __init__(self) -> None:
+        self.release = asyncio.Event()  # set at teardown so slow handlers end
+        self.seen: list[dict[str, str]] = []
+
+    async def plain(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=b"plain body \x00\xff",
+            headers={"Content-Type": "application/octet-stream", "X-Custom": "caf\xe9", "Cache-Control": "max-age=5"},
+        )
+
+    async def echo(self, request: web.Request) -> web.Response:
+        self.seen.append(dict(request.headers))
+        return web.Response(text="ok")
+
+    async def gzipped(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=GZIPPED,
+            headers={"Content-Type": "text/plain", "Content-Encoding": "gzip", "Vary": "Accept-Encoding"},
+        )
+
+    async def redirect(self, request: web.Request) -> web.Response:
+        return web.Response(status=301, headers={"Location": "/plain"}, text="moved")
+
+    async def error(self, request: web.Request) -> web.Response:
+        return web.Response(status=503, headers={"Retry-After": "7"}, text="down for maintenance")
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        return web.Response(status=404, text="nothing here")
+
+    async def sized(self, request: web.Request) -> web.Response:
+        return web.Response(body=b"x" * int(request.match_info["n"]))
+
+    async def chunked(self, request: web.Request) -> web.StreamResponse:
+        n = int(request.match_info["n"])
+        resp = web.StreamResponse()
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            for start in range(0, n, 300):
+                await resp.write(b"y" * min(300, n - start))
+            await resp.write_eof()
+        return resp
+
+    async def slow(self, request: web.Request) -> web.Response:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.release.wait(), 30)
+        return web.Response(text="late")
+
+    async def slow_body(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Length": "100"})
+        await resp.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            await resp.write(b"z" * 10)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.release.wait(), 30)
+        return resp
+
+
+@pytest.fixture
+async def origin(aiohttp_server: AiohttpServer) -> AsyncIterator[tuple[Origin, str]]:
+    o = Origin()
+    app = web.Application()
+    app.router.add_get("/plain", o.plain)
+    app.router.add_get("/echo", o.echo)
+    app.router.add_get("/gzip", o.gzipped)
+    app.router.add_get("/redirect", o.redirect)
+    app.router.add_get("/error", o.error)
+    app.router.add_get("/missing", o.not_found)
+    app.router.add_get("/sized/{n}", o.sized)
+    app.router.add_get("/chunked/{n}", o.chunked)
+    app.router.add_get("/slow", o.slow)
+    app.router.add_get("/slow-body", o.slow_body)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    yield o, f"http://127.0.0.1:{server.port}"
+    o.release.set()
+
+
+LIMITS = FetchLimits(connect_timeout=2.0, total_timeout=10.0, max_body_bytes=CAP, retries=0, retry_backoff=0.01)
+
+
+async def _fetch(
+    url: str, limits: FetchLimits = LIMITS, headers: tuple[tuple[str, str], ...] = (), guard: Guard | None = None
+) -> Any:
+    """Without a guard, as for the operator's own reverse-proxy origin (these origins are on loopback)."""
+    async with new_session(limits, guard) as session:
+        return await fetch(session, url, headers, limits)
+
+
+def _header(headers: tuple[tuple[str, str], ...], name: str) -> list[str]:
+    return [v for k, v in headers if k.lower() == name.lower()]
+
+
+# --- responses are returned as sent -----------------------------------------------------------------------------
+
+
+async def test_fetch_returns_status_headers_body(origin: tuple[Origin, str]) -> None:
+    _, base = origin
+    got = await _fetch(base + "/plain")
+    assert got.status == 200
+    assert got.body == b"plain body \x00\xff"
+    # aiohttp's server writes "café" as UTF-8; the fetcher keeps the wire bytes one to one (latin-1)
+    assert _header(got.headers, "X-Custom") == ["caf\xc3\xa9"]
+    assert _header(got.headers, "X-Custom")[0].encode("latin-1") == "caf\xe9".encode()
+    assert _header(got.headers, "Cache-Control") == ["max-age=5"]
+    assert _header(got.headers, "Content-Length") == ["13"]
+    assert [k for k, _ in got.headers if k.lower() == "x-custom"] == ["X-Custom"]  # names as received
+    assert got.request_time <= got.response_time
+
+
+async def test_fetch_sends_identity_headers(origin: tuple[Origin, str]) -> None:
+    o, base = origin
+    await _fetch(base + "/echo", headers=(("X-Forwarded-For", "10.0.0.1"),))
+    (seen,) = o.seen
+    assert seen["User-Agent"] == USER_AGENT
+    assert seen["X-Forwarded-For"] == "10.0.0.1"
+    assert "Accept-Encoding" not in seen  # we never ask for a coding the client did not
+
+
+async def test_fetch_does_not_decompress(origin: tuple[Origin, str]) -> None:
+    _, base = origin
+    got = await _fetch(base + "/gzip")
+    assert got.status == 200
+    assert got.body == GZIPPED
+    assert got.body[:2] == b"\x1f\x8b"
+    assert _header(got.headers, "Content-Encoding") == ["gzip"]
+    assert _header(got.headers, "Content-Length") == [str(len(GZIPPED))]
+
+
+async def test_fetch_does_not_follow_redirects(origin: tuple[Origin, str]) -> None:
+    _, base = origin
+    got = await _fetch(base + "/redirect")
+    assert got.status == 301
+    assert _header(got.headers, "Location") == ["/plain"]
+    assert got.body == b"moved"
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "body"),
+    [("/error", 503, b"down for maintenance"), ("/missing", 404, b"nothing here")],
+    ids=["503", "404"],
+)
+async def test_fetch_returns_error_statuses_as_responses(
+    origin: tuple[Origin, str], path: str, status: int, body: bytes
+) -> None:
+    _, base = origin
+    got = await _fetch(base + path, FetchLimits(max_body_bytes=CAP, retries=2, retry_backoff=0.01))
+    assert got.status == status
+    assert got.body == body
+
+
+# --- the body cap -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["sized", "chunked"], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("size", [0, CAP - 1, CAP], ids=["empty", "under", "at-cap"])
+async def test_body_up_to_the_cap_is_returned(origin: tuple[Origin, str], kind: str, size: int) -> None:
+    _, base = origin
+    got = await _fetch(f"{base}/{kind}/{size}")
+    assert got.status == 200
+    assert len(got.body) == size
+
+
+@pytest.mark.parametrize("kind", ["sized", "chunked"], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("size", [CAP + 1, CAP * 5], ids=["one-over", "far-over"])
+async def test_body_over_the_cap_is_too_large(origin: tuple[Origin, str], kind: str, size: int) -> None:
+    _, base = origin
+    with pytest.raises(UpstreamError) as info:
+        await _fetch(f"{base}/{kind}/{size}")
+    assert info.value.kind == "too_large"
+    assert str(CAP) in info.value.detail
+
+
+async def test_chunked_response_has_no_content_length(origin: tuple[Origin, str]) -> None:
+    _, base = origin
+    got = await _fetch(f"{base}/chunked/10")
+    assert _header(got.headers, "Content-Length") == []
+    assert _header(got.headers, "Transfer-Encoding") == ["chunked"]
+
+
+# --- failures ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/slow", "/slow-body"], ids=["no-headers", "stalled-body"])
+async def test_slow_origin_times_out(origin: tuple[Origin, str], path: str) -> None:
+    _, base = origin
+    limits = FetchLimits(connect_timeout=2.0, total_timeout=0.3, max_body_bytes=CAP, retries=2, retry_backoff=0.01)
+    with pytest.raises(UpstreamError) as info:
+        await _fetch(base + path, limits)
+    assert info.value.kind == "timeout"
+    assert "0.3 s" in info.value.detail
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port  # nobody listens here any more
+
+
+async def test_connection_refused_is_connect_error() -> None:
+    limits = FetchLimits(connect_timeout=2.0, total_timeout=5.0, max_body_bytes=CAP, retries=2, retry_backoff=0.01)
+    with pytest.raises(UpstreamError) as info:
+        await _fetch(f"http://127.0.0.1:{_closed_port()}/", limits)
+    assert info.value.kind == "connect"
+    assert "cannot reach upstream" in info.value.detail
+
+
+class DroppingOrigin:
+    """A TCP listener that accepts and at once closes each connection, counting them."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+
+class GarbageOrigin(DroppingOrigin):
+    """Answers every request with bytes that are not HTTP."""
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"SMTP ready, not HTTP at all\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+
+@pytest.fixture
+async def dropping() -> AsyncIterator[tuple[DroppingOrigin, int]]:
+    o = DroppingOrigin()
+    port = await o.start()
+    yield o, port
+    assert o.server is not None
+    o.server.close()
+    await o.server.wait_closed()
+
+
+@pytest.mark.parametrize("retries", [0, 1, 3], ids=["no-retry", "one-retry", "three-retries"])
+async def test_connection_errors_are_retried(dropping: tuple[DroppingOrigin, int], retries: int) -> None:
+    o, port = dropping
+    limits = FetchLimits(
+        connect_timeout=2.0, total_timeout=5.0, max_body_bytes=CAP, retries=retries, retry_backoff=0.01
+    )
+    with pytest.raises(UpstreamError) as info:
+        await _fetch(f"http://127.0.0.1:{port}/", limits)
+    assert info.value.kind == "connect"
+    # Each of our attempts is 1 + aiohttp's own single retry of an idempotent request whose connection dropped
+    # (RFC 9112 §9.3.1; aiohttp client.py ``retry_persistent_connection``).
+    assert o.connections == (retries + 1) * AIOHTTP_TRIES_PER_DROPPED_GET
+
+
+async def test_protocol_error_is_not_retried() -> None:
+    o = GarbageOrigin()
+    port = await o.start()
+    try:
+        limits = FetchLimits(connect_timeout=2.0, total_timeout=5.0, max_body_bytes=CAP, retries=3, retry_backoff=0.01)
+        with pytest.raises(UpstreamError) as info:
+            await _fetch(f"http://127.0.0.1:{port}/", limits)
+        assert info.value.kind == "protocol"
+        assert o.connections == 1
+    finally:
+        assert o.server is not None
+        o.server.close()
+        await o.server.wait_closed()
+
+
+async def test_guarded_session_refuses_loopback(origin: tuple[Origin, str]) -> None:
+    """A client-chosen target on loopback is refused by the SSRF guard, and not retried as a connection error."""
+    _, base = origin
+    port = int(base.rsplit(":", 1)[1])
+    guard = Guard.from_lists([], [], [], [port])
+    with pytest.raises(UpstreamError) as info:
+        await _fetch(base + "/plain", guard=guard)
+    assert info.value.kind == "refused"
+
+
+async def test_guarded_session_allows_listed_network(origin: tuple[Origin, str]) -> None:
+    _, base = origin
+    port = int(base.rsplit(":", 1)[1])
+    guard = Guard.from_lists(["127.0.0.0/8"], [], [], [port])
+    got = await _fetch(base + "/plain", guard=guard)
+    assert got.status == 200
+
+
+def test_upstream_error_carries_kind_and_detail() -> None:
+    exc = UpstreamError("timeout", "upstream did not answer within 3 s")
+    assert exc.kind == "timeout"
+    assert exc.detail == str(exc) == "upstream did not answer within 3 s"
+
+
+async def test_new_session_settings() -> None:
+    limits = FetchLimits(connect_timeout=1.5, total_timeout=7.0)
+    async with new_session(limits, None) as session:
+        assert isinstance(session, aiohttp.ClientSession)
+        assert session.timeout.total == 7.0
+        assert session.timeout.sock_connect == 1.5
+        assert session.auto_decompress is False
+        assert session.headers["User-Agent"] == USER_AGENT

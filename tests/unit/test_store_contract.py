@@ -1,0 +1,395 @@
+"""One contract for every store (proxy/store.py): MemoryStore, RedisStore on fakeredis, RedisStore on redis-server.
+
+Expiries here are short (0.2 s) and the tests sleep past them: that checks that things expire, it does not time them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator
+
+import fakeredis
+import pytest
+
+from proxy.records import JobRecord, StoredResponse, VaryIndex
+from proxy.store import COUNTERS, MemoryStore, RedisStore, Store, entry_key, job_key
+
+SHORT = 0.2  # an expiry the tests sleep past
+PAST_SHORT = 0.5
+LONG = 60.0  # an expiry no test outlives
+#: Bound on how long a woken waiter may take to return; generous, it only catches "never woke up".
+WAKE_BOUND = 5.0
+#: Bound on ``close()``; it only catches "never returns".
+CLOSE_BOUND = 5.0
+
+H1 = "a" * 64
+H2 = "b" * 64
+
+
+async def _open(request: pytest.FixtureRequest, backend: str) -> Store:
+    if backend == "memory":
+        return MemoryStore()
+    if backend == "fakeredis":
+        return RedisStore(fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()))
+    assert backend == "redis"
+    url: str = request.getfixturevalue("redis_url")
+    return RedisStore.from_url(url)
+
+
+async def _closes(s: Store) -> bool:
+    """Whether ``close()`` returns within CLOSE_BOUND; if it does not, it is cancelled so the suite goes on."""
+    task = asyncio.create_task(s.close())
+    done, _ = await asyncio.wait({task}, timeout=CLOSE_BOUND)
+    if task in done:
+        task.result()
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return False
+
+
+async def _close(s: Store) -> None:
+    if not await _closes(s):
+        pytest.fail(
+            f"{type(s).__name__}.close() did not return within {CLOSE_BOUND} s "
+            "(see test_close_right_after_the_first_wait)"
+        )
+
+
+@pytest.fixture(params=["memory", "fakeredis", "redis"])
+def backend(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+async def store(request: pytest.FixtureRequest, backend: str) -> AsyncIterator[Store]:
+    s = await _open(request, backend)
+    try:
+        yield s
+    finally:
+        await _close(s)
+
+
+@pytest.fixture(params=["fakeredis", "redis"])
+async def redis_store(request: pytest.FixtureRequest) -> AsyncIterator[RedisStore]:
+    s = await _open(request, request.param)
+    assert isinstance(s, RedisStore)
+    try:
+        yield s
+    finally:
+        await _close(s)
+
+
+def _entry(body: bytes = b"body \x00\xff", url: str = "http://e.com/") -> StoredResponse:
+    return StoredResponse(
+        url=url,
+        status=200,
+        headers=(("Content-Type", "application/octet-stream"), ("X-Name", "caf\xe9")),
+        body=body,
+        request_time=1000.25,
+        response_time=1000.5,
+        lifetime=60.0,
+    )
+
+
+def _job(job_id: str = "job-1", state: str = "queued", **changes: object) -> JobRecord:
+    return JobRecord(id=job_id, url="http://e.com/", created=1000.0).with_(state=state, **changes)
+
+
+# --- entries ----------------------------------------------------------------------------------------------------
+
+
+async def test_entry_absent(store: Store) -> None:
+    assert await store.get_entry(H1) is None
+
+
+async def test_entry_put_get(store: Store) -> None:
+    entry = _entry(bytes(range(256)))
+    await store.put_entry(H1, entry, LONG)
+    assert await store.get_entry(H1) == entry
+    assert await store.get_entry(H2) is None
+
+
+async def test_entry_put_replaces(store: Store) -> None:
+    await store.put_entry(H1, _entry(b"old"), LONG)
+    await store.put_entry(H1, _entry(b"new"), LONG)
+    got = await store.get_entry(H1)
+    assert isinstance(got, StoredResponse)
+    assert got.body == b"new"
+
+
+async def test_entry_expires(store: Store) -> None:
+    await store.put_entry(H1, _entry(), SHORT)
+    await store.put_entry(H2, _entry(), LONG)
+    assert await store.get_entry(H1) == _entry()
+    await asyncio.sleep(PAST_SHORT)
+    assert await store.get_entry(H1) is None
+    assert await store.get_entry(H2) == _entry()
+
+
+async def test_entry_delete(store: Store) -> None:
+    await store.put_entry(H1, _entry(), LONG)
+    await store.put_entry(H2, _entry(), LONG)
+    await store.delete_entry(H1)
+    assert await store.get_entry(H1) is None
+    assert await store.get_entry(H2) == _entry()
+    await store.delete_entry(H1)  # deleting what is gone is fine
+
+
+async def test_vary_index_and_variants(store: Store) -> None:
+    """A URL's entry key may hold a variant index; each variant has its own key beside it."""
+    index = VaryIndex(("accept-encoding",), "gen-1")
+    gz, plain = _entry(b"\x1f\x8bgz"), _entry(b"plain")
+    await store.put_entry(H1, index, LONG)
+    await store.put_entry(f"{H1}:gen-1:v-gzip", gz, LONG)
+    await store.put_entry(f"{H1}:gen-1:v-identity", plain, LONG)
+    assert await store.get_entry(H1) == index
+    assert await store.get_entry(f"{H1}:gen-1:v-gzip") == gz
+    assert await store.get_entry(f"{H1}:gen-1:v-identity") == plain
+    assert await store.get_entry(f"{H1}:gen-2:v-gzip") is None
+
+
+# --- jobs -------------------------------------------------------------------------------------------------------
+
+
+async def test_job_put_get_delete(store: Store) -> None:
+    assert await store.get_job("job-1") is None
+    record = _job("job-1", "running", started=1000.5, attempts=1)
+    await store.put_job(record, LONG)
+    got = await store.get_job("job-1")
+    assert got == record
+    assert got is not None
+    assert got.response is None
+    await store.delete_job("job-1")
+    assert await store.get_job("job-1") is None
+    await store.delete_job("job-1")  # deleting what is gone is fine
+    await store.delete_job("never-existed")
+
+
+async def test_job_with_response_round_trips(store: Store) -> None:
+    entry = _entry(bytes(range(256)) * 3)
+    record = _job("job-2", "done", finished=1001.0, stored=True, response=entry)
+    await store.put_job(record, LONG)
+    got = await store.get_job("job-2")
+    assert got == record
+    assert got is not None
+    assert got.response == entry
+
+
+async def test_job_expires(store: Store) -> None:
+    await store.put_job(_job("job-1"), SHORT)
+    assert await store.get_job("job-1") == _job("job-1")
+    await asyncio.sleep(PAST_SHORT)
+    assert await store.get_job("job-1") is None
+
+
+# --- in-flight markers ------------------------------------------------------------------------------------------
+
+
+async def test_claim_first_wins(store: Store) -> None:
+    assert await store.claim(H1, "job-1", LONG) is None
+    assert await store.claim(H1, "job-2", LONG) == "job-1"
+    assert await store.claim(H1, "job-3", LONG) == "job-1"
+    assert await store.claim(H2, "job-4", LONG) is None  # markers are per URL
+
+
+async def test_claim_again_after_expiry(store: Store) -> None:
+    assert await store.claim(H1, "job-1", SHORT) is None
+    await asyncio.sleep(PAST_SHORT)
+    assert await store.claim(H1, "job-2", LONG) is None
+    assert await store.claim(H1, "job-3", LONG) == "job-2"
+
+
+async def test_take_over(store: Store) -> None:
+    assert await store.claim(H1, "job-1", LONG) is None
+    await store.take_over(H1, "job-2", LONG)
+    assert await store.claim(H1, "job-3", LONG) == "job-2"
+    await store.take_over(H2, "job-4", LONG)  # taking over nothing just claims
+    assert await store.claim(H2, "job-5", LONG) == "job-4"
+
+
+async def test_release_shrinks_own_marker(store: Store) -> None:
+    assert await store.claim(H1, "job-1", LONG) is None
+    await store.release(H1, "job-1", SHORT)
+    assert await store.claim(H1, "job-2", LONG) == "job-1"  # it lingers
+    await asyncio.sleep(PAST_SHORT)
+    assert await store.claim(H1, "job-2", LONG) is None
+
+
+async def test_release_leaves_someone_elses_marker(store: Store) -> None:
+    assert await store.claim(H1, "job-1", LONG) is None
+    await store.take_over(H1, "job-2", LONG)
+    await store.release(H1, "job-1", SHORT)  # job-1 no longer owns the marker: no effect
+    await asyncio.sleep(PAST_SHORT)
+    assert await store.claim(H1, "job-3", LONG) == "job-2"
+
+
+async def test_release_without_marker_creates_none(store: Store) -> None:
+    await store.release(H1, "job-1", LONG)
+    assert await store.claim(H1, "job-2", LONG) is None
+
+
+# --- finishing and waiting --------------------------------------------------------------------------------------
+
+
+async def test_finish_job_wakes_wait_job(store: Store) -> None:
+    await store.put_job(_job("job-1", "running"), LONG)
+    waiter = asyncio.create_task(store.wait_job("job-1", 30.0))
+    await asyncio.sleep(0.05)  # let the waiter get to its wait
+    assert not waiter.done()
+    done = _job("job-1", "done", finished=1001.0, stored=True, response=_entry())
+
+    async def finisher() -> None:
+        await store.finish_job(done, LONG)
+
+    await asyncio.create_task(finisher())
+    got = await asyncio.wait_for(waiter, WAKE_BOUND)  # far below the 30 s wait: woken, not timed out
+    assert got == done
+    assert got is not None
+    assert got.state == "done"
+    assert got.response == _entry()
+    assert await store.get_job("job-1") == done
+
+
+async def test_finish_job_wakes_every_waiter(store: Store) -> None:
+    await store.put_job(_job("job-1"), LONG)
+    waiters = [asyncio.create_task(store.wait_job("job-1", 30.0)) for _ in range(3)]
+    await asyncio.sleep(0.05)
+    failed = _job("job-1", "failed", error="boom", error_kind="connect")
+    await store.finish_job(failed, LONG)
+    results = await asyncio.wait_for(asyncio.gather(*waiters), WAKE_BOUND)
+    assert results == [failed, failed, failed]
+
+
+async def test_finish_job_leaves_other_waiters_waiting(store: Store) -> None:
+    await store.put_job(_job("job-1"), LONG)
+    await store.put_job(_job("job-2"), LONG)
+    other = asyncio.create_task(store.wait_job("job-2", 0.6))
+    await asyncio.sleep(0.05)
+    await store.finish_job(_job("job-1", "done"), LONG)
+    assert await asyncio.wait_for(other, WAKE_BOUND) == _job("job-2")  # still queued when it timed out
+
+
+async def test_wait_job_returns_ended_record_at_once(store: Store) -> None:
+    done = _job("job-1", "done", finished=1001.0)
+    await store.finish_job(done, LONG)
+    assert await asyncio.wait_for(store.wait_job("job-1", 30.0), WAKE_BOUND) == done
+
+
+async def test_wait_job_unknown_id(store: Store) -> None:
+    assert await asyncio.wait_for(store.wait_job("no-such-job", 30.0), WAKE_BOUND) is None
+
+
+async def test_wait_job_timeout_returns_latest_pending_record(store: Store) -> None:
+    await store.put_job(_job("job-1", "queued"), LONG)
+    waiter = asyncio.create_task(store.wait_job("job-1", 0.3))
+    await asyncio.sleep(0.05)
+    running = _job("job-1", "running", started=1000.5, attempts=1)
+    await store.put_job(running, LONG)  # an update that is not the end wakes nobody
+    got = await asyncio.wait_for(waiter, WAKE_BOUND)
+    assert got == running
+
+
+async def test_wait_job_zero_timeout(store: Store) -> None:
+    await store.put_job(_job("job-1"), LONG)
+    assert await asyncio.wait_for(store.wait_job("job-1", 0.0), WAKE_BOUND) == _job("job-1")
+
+
+# --- counters, ping, close --------------------------------------------------------------------------------------
+
+
+async def test_counters_start_at_zero(store: Store) -> None:
+    assert await store.counters() == dict.fromkeys(COUNTERS, 0)
+
+
+async def test_incr_totals(store: Store) -> None:
+    await store.incr({"hits": 2, "misses": 1})
+    await store.incr({"hits": 3, "stored": 1})
+    await store.incr({})
+    assert await store.counters() == {**dict.fromkeys(COUNTERS, 0), "hits": 5, "misses": 1, "stored": 1}
+
+
+async def test_incr_every_counter(store: Store) -> None:
+    await store.incr({name: i + 1 for i, name in enumerate(COUNTERS)})
+    await store.incr({name: 10 for name in COUNTERS})
+    assert await store.counters() == {name: i + 11 for i, name in enumerate(COUNTERS)}
+
+
+async def test_ping(store: Store) -> None:
+    await store.ping()  # returns (None) instead of raising
+
+
+async def test_close_after_waiting(store: Store) -> None:
+    """Close stops whatever waiting started (the Redis notification listener); teardown closes again."""
+    await store.put_job(_job("job-1"), LONG)
+    assert await store.wait_job("job-1", 0.05) == _job("job-1")
+    await _close(store)
+
+
+async def test_close_right_after_the_first_wait(request: pytest.FixtureRequest, backend: str) -> None:
+    """Shutting down just after a first ``wait_job`` (its listener still subscribing) must not hang.
+
+    The store is closed after 0..11 turns of the event loop, so the close lands in each phase of the start-up.
+    """
+    for turns in range(12):
+        s = await _open(request, backend)
+        await s.finish_job(_job("job-1", "done"), LONG)
+        assert await s.wait_job("job-1", 30.0) == _job("job-1", "done")
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        if not await _closes(s):
+            pytest.fail(f"close() {turns} loop turns after the first wait_job did not return within {CLOSE_BOUND} s")
+
+
+# --- unreadable values read as absent (Redis: someone else's bytes under our keys) ------------------------------
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"garbage", b"", b"GRE1\x00\x00\x00\x09not json!", _job("job-9").encode()],
+    ids=["text", "empty", "bad-meta", "job-record"],
+)
+async def test_corrupt_entry_reads_as_none(redis_store: RedisStore, garbage: bytes) -> None:
+    await redis_store.redis.set(entry_key(H1), garbage)
+    assert await redis_store.get_entry(H1) is None
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"garbage", b"GRJ1\x00\x00\x00\x02[]", _entry().encode()],
+    ids=["text", "meta-not-object", "entry-record"],
+)
+async def test_corrupt_job_reads_as_none(redis_store: RedisStore, garbage: bytes) -> None:
+    await redis_store.redis.set(job_key("job-1"), garbage)
+    assert await redis_store.get_job("job-1") is None
+    assert await asyncio.wait_for(redis_store.wait_job("job-1", 30.0), WAKE_BOUND) is None
+
+
+async def test_redis_entry_is_one_value_with_expiry(redis_store: RedisStore) -> None:
+    """The key scheme: one value per entry, its bytes the record's encoding, with a millisecond expiry."""
+    entry = _entry(bytes(range(256)))
+    await redis_store.put_entry(H1, entry, 30.0)
+    assert await redis_store.redis.get(entry_key(H1)) == entry.encode()
+    ttl = await redis_store.redis.pttl(entry_key(H1))
+    assert 0 < ttl <= 30_000
+
+
+# --- the embedded store across threads --------------------------------------------------------------------------
+
+
+async def test_memory_store_wakes_waiter_from_another_thread() -> None:
+    """Embedded mode: a worker thread with its own event loop finishes the job the proxy's loop waits for."""
+    store = MemoryStore()
+    await store.put_job(_job("job-1", "running"), LONG)
+    waiter = asyncio.create_task(store.wait_job("job-1", 30.0))
+    await asyncio.sleep(0.05)
+    done = _job("job-1", "done", finished=1001.0)
+    thread = threading.Thread(target=lambda: asyncio.run(store.finish_job(done, LONG)))
+    thread.start()
+    got = await asyncio.wait_for(waiter, WAKE_BOUND)
+    thread.join()
+    assert got == done
