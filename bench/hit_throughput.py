@@ -28,6 +28,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -110,9 +111,13 @@ class Processes:
             self.stop(proc)
 
 
-def grenier_env(redis_url: str | None) -> dict[str, str]:
+def grenier_env(redis_url: str | None, origin: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRENIER_")}
     env["GRENIER_LOG_LEVEL"] = "warning"
+    # The origin is on loopback, which the SSRF guard refuses unless opted in; one client makes every miss here.
+    env["GRENIER_SECURITY_ALLOW_NETWORKS"] = "127.0.0.0/8"
+    env["GRENIER_SECURITY_ALLOW_PORTS"] = str(urlsplit(origin).port)
+    env["GRENIER_SERVER_MISS_RATE"] = "0"
     if redis_url:
         env["GRENIER_REDIS_URL"] = redis_url
     return env
@@ -250,7 +255,7 @@ async def bench_mode(
     mode: str, procs: Processes, *, origin: str, body: bytes, args: argparse.Namespace, redis_url: str | None
 ) -> ModeResult:
     port = free_port()
-    env = grenier_env(redis_url)
+    env = grenier_env(redis_url, origin)
     config = ["--config", str(ROOT / "config.toml")]
     started = [
         procs.start(f"serve-{mode}", [grenier_bin(), "serve", *config, "--host", HOST, "--port", str(port)], env)
