@@ -396,3 +396,13 @@ def assert_problem(reply: Reply, status: int | set[int], *words: str) -> dict[st
 
 def unique(prefix: str) -> str:
     return f"/{prefix}/{uuid.uuid4().hex[:10]}"
+
+
+def loopback_env(origin: Origin) -> dict[str, str]:
+    """Settings for a grenier in wait mode that may fetch from the test origin on loopback."""
+    return {
+        "GRENIER_CACHE_MISS": "wait",
+        "GRENIER_UPSTREAM_RETRIES": "0",
+        "GRENIER_SECURITY_ALLOW_NETWORKS": "127.0.0.0/8",
+        "GRENIER_SECURITY_ALLOW_PORTS": str(origin.port),
+    }

@@ -19,21 +19,13 @@ from tests.security.harness import (
     assert_problem,
     fetch_target,
     grenier_env,
+    loopback_env,
     request,
     spawn,
     start_grenier,
     stop,
     unique,
 )
-
-
-def loopback_env(origin: Origin) -> dict[str, str]:
-    return {
-        "GRENIER_CACHE_MISS": "wait",
-        "GRENIER_UPSTREAM_RETRIES": "0",
-        "GRENIER_SECURITY_ALLOW_NETWORKS": "127.0.0.0/8",
-        "GRENIER_SECURITY_ALLOW_PORTS": str(origin.port),
-    }
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from tests.security.harness import (
     Origin,
     assert_problem,
     fetch_target,
+    loopback_env,
     parse_raw,
     raw_roundtrip,
     request,
@@ -23,15 +24,6 @@ from tests.security.harness import (
     stop,
     unique,
 )
-
-
-def loopback_env(origin: Origin) -> dict[str, str]:
-    return {
-        "GRENIER_CACHE_MISS": "wait",
-        "GRENIER_UPSTREAM_RETRIES": "0",
-        "GRENIER_SECURITY_ALLOW_NETWORKS": "127.0.0.0/8",
-        "GRENIER_SECURITY_ALLOW_PORTS": str(origin.port),
-    }
 
 
 @pytest.fixture(scope="module")
