@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import http_sf
@@ -10,6 +11,7 @@ from http_sf import Token
 CACHE_NAME = "grenier"
 
 
+@functools.lru_cache(maxsize=4096)
 def cache_status(
     *,
     hit: bool = False,

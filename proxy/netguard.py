@@ -21,6 +21,7 @@ Everything but ``GuardedResolver.resolve`` and ``resolve_and_check`` is pure: no
 
 from __future__ import annotations
 
+import functools
 import socket
 import unicodedata
 from collections.abc import Callable
@@ -412,6 +413,27 @@ def _normal_name(host: str) -> str:
 
 def check_host(host: str, port: int, guard: Guard) -> None:
     """Refuse what can be refused from the URL alone, before any lookup or connection (no I/O).
+
+    The verdict depends only on its arguments, and every request asks it: it is memoised (a fresh exception is
+    raised each time, so tracebacks never pile up on a shared instance).
+    """
+    refusal = _host_verdict(host, port, guard)
+    if refusal is not None:
+        detail, extra = refusal
+        raise TargetRefused(detail, **extra)
+
+
+@functools.lru_cache(maxsize=4096)
+def _host_verdict(host: str, port: int, guard: Guard) -> tuple[str, dict[str, Any]] | None:
+    try:
+        _check_host(host, port, guard)
+    except TargetRefused as exc:
+        return exc.detail, {"rule": exc.rule, "host": exc.host, "address": exc.address, "port": exc.port}
+    return None
+
+
+def _check_host(host: str, port: int, guard: Guard) -> None:
+    """The rules of :func:`check_host`.
 
     In order: ``deny_hosts``, the port, numbers (judged by the address they mean, whatever ``allow_hosts`` says),
     then ``allow_hosts`` (which ends the check: the name is allowed whatever it resolves to), then ``localhost``

@@ -6,6 +6,7 @@ was wrong, so handlers never have to guess.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import unicodedata
 from urllib.parse import urlsplit, urlunsplit
@@ -20,6 +21,12 @@ SCHEMES = {"http": 80, "https": 443}
 
 
 def normalize(raw: str | None) -> str:
+    """See :func:`_normalize`; memoised, since every request names its target again (refusals are not cached)."""
+    return _normalize(raw)
+
+
+@functools.lru_cache(maxsize=8192)
+def _normalize(raw: str | None) -> str:
     """Return the canonical absolute URL for ``raw`` or raise a problem naming the fault.
 
     Canonical: scheme and host lower-cased, default port and fragment dropped, empty path written ``/``; the path
