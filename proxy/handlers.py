@@ -147,11 +147,18 @@ def _shareable(record: JobRecord, req_headers: Headers) -> bool:
     return fields != ("*",) and policy.variant_key(fields, req_headers) == record.variant
 
 
+#: Pages fetched for a client are served from grenier's own origin by /fetch and the job endpoint: sandbox them,
+#: so that their scripts can never act as that origin (on grenier's control endpoints, say).
+FOREIGN_CONTENT = {"Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"}
+
+
 async def fetch(request: web.Request) -> web.StreamResponse:
     """``GET /fetch?url=U``."""
     svc = request.app[SERVICES]
     svc.access.check_client(request)
-    return await serve_target(request, normalize(request.query.get("url")), api=True)
+    response = await serve_target(request, normalize(request.query.get("url")), api=True)
+    response.headers.update(FOREIGN_CONTENT)
+    return response
 
 
 async def job(request: web.Request) -> web.StreamResponse:
@@ -163,7 +170,9 @@ async def job(request: web.Request) -> web.StreamResponse:
         raise NotFound(f"no job {job_id!r}: it never existed or its record has expired")
     if record.pending:
         return responses.accepted(record, fwd="uri-miss")
-    return responses.outcome(tuple(request.headers.items()), record, pseudonym=svc.pseudonym, fwd="uri-miss")
+    response = responses.outcome(tuple(request.headers.items()), record, pseudonym=svc.pseudonym, fwd="uri-miss")
+    response.headers.update(FOREIGN_CONTENT)
+    return response
 
 
 async def purge(request: web.Request, url: str) -> web.Response:

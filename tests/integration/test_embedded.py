@@ -68,6 +68,11 @@ async def test_miss_job_then_hit(
     assert "Age" in hit.headers
     assert origin.hits(target) == 1
 
+    # Foreign pages served from grenier's own origin are sandboxed, so their scripts cannot act as grenier.
+    for reply in (done, hit):
+        assert reply.headers["Content-Security-Policy"] == "sandbox"
+        assert reply.headers["X-Content-Type-Options"] == "nosniff"
+
     stats = (await get(http, app.base + "/_grenier/stats")).json()
     assert stats["mode"] == "embedded"
     assert stats["hits"] == 1
