@@ -150,7 +150,10 @@ ALLOWED = [
 
 @pytest.mark.parametrize("host", ALLOWED, ids=ALLOWED)
 def test_allowed_by_default(host: str) -> None:
-    check_host(host, 443, DEFAULT)
+    try:
+        check_host(host, 443, DEFAULT)
+    except TargetRefused as exc:
+        pytest.fail(f"{host} was refused: {exc.detail}")
 
 
 SPELLINGS = [

@@ -320,7 +320,10 @@ async def test_incr_every_counter(store: Store) -> None:
 
 
 async def test_ping(store: Store) -> None:
-    await store.ping()  # returns (None) instead of raising
+    try:
+        await store.ping()
+    except Exception as exc:
+        pytest.fail(f"ping raised {exc!r}")
 
 
 async def test_close_after_waiting(store: Store) -> None:
