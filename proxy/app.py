@@ -21,7 +21,7 @@ from jobs.broker import make_broker, pending, ping
 from jobs.fetch_job import fetch_limits
 from jobs.fetcher import new_session
 
-from . import control, handlers, ui
+from . import control, handlers, metrics, ui
 from .access import AccessRules
 from .cache_status import cache_status
 from .config import Settings
@@ -112,6 +112,7 @@ def _routes(app: web.Application, reverse: bool) -> None:
     r.add_get(f"{CONTROL_PREFIX}/ui/jobs/{{job_id}}", ui.job_page)
     r.add_get(f"{CONTROL_PREFIX}/jobs/{{job_id}}", handlers.job)
     r.add_get(f"{CONTROL_PREFIX}/stats", control.stats)
+    r.add_get(f"{CONTROL_PREFIX}/metrics", metrics.endpoint)
     r.add_delete(f"{CONTROL_PREFIX}/cache", handlers.purge_endpoint)
     r.add_get(f"{CONTROL_PREFIX}/health", control.health)
     r.add_get(f"{CONTROL_PREFIX}/ready", control.ready)
@@ -124,7 +125,8 @@ async def _default_cache_status(request: web.Request, response: web.StreamRespon
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[problems_middleware, proxy_middleware])
+    app = web.Application(middlewares=[metrics.metrics_middleware, problems_middleware, proxy_middleware])
+    app[metrics.METRICS] = metrics.Metrics()
     app.on_response_prepare.append(_default_cache_status)
     _routes(app, reverse=bool(settings.upstream.origin))
 

@@ -73,6 +73,12 @@ async def test_miss_job_then_hit(
         assert reply.headers["Content-Security-Policy"] == "sandbox"
         assert reply.headers["X-Content-Type-Options"] == "nosniff"
 
+    metrics = await get(http, app.base + "/_grenier/metrics")
+    assert metrics.status == 200
+    assert 'grenier_responses_total{cache="hit",status="2xx"} 1.0' in metrics.body.decode()
+    # the 202, each poll of the job and its outcome all say fwd=uri-miss
+    assert 'grenier_responses_total{cache="uri-miss",status="2xx"}' in metrics.body.decode()
+
     stats = (await get(http, app.base + "/_grenier/stats")).json()
     assert stats["mode"] == "embedded"
     assert stats["hits"] == 1
