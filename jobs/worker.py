@@ -18,7 +18,7 @@ from multiprocessing.process import BaseProcess
 from dramatiq import Worker
 
 from proxy.config import Settings
-from proxy.logs import setup_logging
+from proxy.logs import redact, setup_logging
 from proxy.store import RedisStore
 
 from .actors import JobRuntime, declare
@@ -117,5 +117,7 @@ def run(settings: Settings, processes: int | None = None, threads: int | None = 
         log.error("grenier worker needs redis.url: in embedded mode `grenier serve` runs its own workers")
         return 2
     count = processes or settings.jobs.processes
-    log.info("grenier worker: %d processes x %d threads on %s", count, settings.jobs.threads, settings.redis.url)
+    log.info(
+        "grenier worker: %d processes x %d threads on %s", count, settings.jobs.threads, redact(settings.redis.url)
+    )
     return Supervisor(settings, count).run()

@@ -27,6 +27,7 @@ from .cache_status import cache_status
 from .config import Settings
 from .dispatch import Dispatcher
 from .limits import MissRateLimiter
+from .logs import redact
 from .problems import Problem, from_problem, problem_response
 from .services import SERVICES, Services
 from .stats import Counters
@@ -194,14 +195,3 @@ async def serve(settings: Settings, host: str, port: int) -> None:
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
-
-
-def redact(url: str) -> str:
-    """A Redis URL fit for logs: any password replaced."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
