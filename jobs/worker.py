@@ -59,7 +59,6 @@ class Supervisor:
         self.children: dict[int, BaseProcess] = {}
         self.started: dict[int, float] = {}
         self.failures: dict[int, int] = {}
-        self.restarts = 0
         self.stopping = threading.Event()
 
     def _spawn(self, index: int) -> None:
@@ -90,7 +89,6 @@ class Supervisor:
                 )
                 if self.stopping.wait(delay):
                     break
-                self.restarts += 1
                 self._spawn(index)
         return self._shutdown()
 

@@ -398,13 +398,3 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{p}: not valid TOML: {exc}") from None
     return build(data, env)
-
-
-def describe() -> list[tuple[str, str, str]]:
-    """(key, default, doc) for every setting: the source of the README's configuration table."""
-    rows = []
-    for name, cls in _section_types().items():
-        for f in dataclasses.fields(cls):
-            default = f.default if not isinstance(f.default, dataclasses._MISSING_TYPE) else None
-            rows.append((f"{name}.{f.name}", repr(default), str(f.metadata.get("doc", ""))))
-    return rows

@@ -37,7 +37,8 @@ def toml_value(value: Any) -> str:
     return repr(value)
 
 
-def _rows() -> list[tuple[str, str, Any, str]]:
+def rows() -> list[tuple[str, str, Any, str]]:
+    """(section, key, default, doc) for every setting, in declaration order."""
     defaults = Settings()
     rows = []
     for section in dataclasses.fields(Settings):
@@ -50,7 +51,7 @@ def _rows() -> list[tuple[str, str, Any, str]]:
 def sample_toml() -> str:
     out = [_HEADER]
     current = None
-    for section, key, value, doc in _rows():
+    for section, key, value, doc in rows():
         if section != current:
             out.append(f"\n[{section}]\n")
             current = section
@@ -60,7 +61,7 @@ def sample_toml() -> str:
 
 def markdown_table() -> str:
     lines = ["| Key | Environment variable | Default | Meaning |", "|---|---|---|---|"]
-    for section, key, value, doc in _rows():
+    for section, key, value, doc in rows():
         env = f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
         meaning = doc.replace("|", "\\|")
         lines.append(f"| `{section}.{key}` | `{env}` | `{toml_value(value)}` | {meaning} |")

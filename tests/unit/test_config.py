@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from proxy import configdoc
 from proxy.config import (
     ConfigError,
     JobsSettings,
@@ -19,7 +20,6 @@ from proxy.config import (
     ServerSettings,
     Settings,
     build,
-    describe,
     load,
 )
 
@@ -35,7 +35,7 @@ def _write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
 # --- defaults ---------------------------------------------------------------------------------------------------
 
 
-#: Every key and its documented default, exactly as ``describe()`` (the README table's source) reports it.
+#: Every key and its documented default, exactly as ``configdoc.rows()`` (the README table's source) reports it.
 DEFAULTS = {
     "server.host": "127.0.0.1",
     "server.port": 8080,
@@ -112,10 +112,10 @@ def test_settings_are_frozen() -> None:
         s.server.port = 1  # type: ignore[misc]
 
 
-def test_describe_lists_every_key_with_its_default() -> None:
-    rows = {key: (default, doc) for key, default, doc in describe()}
+def test_documented_rows_list_every_key_with_its_default() -> None:
+    rows = {f"{section}.{key}": (default, doc) for section, key, default, doc in configdoc.rows()}
     assert list(rows) == list(DEFAULTS)
-    assert {key: default for key, (default, _) in rows.items()} == {k: repr(v) for k, v in DEFAULTS.items()}
+    assert {key: default for key, (default, _) in rows.items()} == DEFAULTS
     assert all(doc for _, doc in rows.values())
     assert set(rows) == {key for key, *_ in ENV_CASES}
 
