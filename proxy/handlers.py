@@ -56,7 +56,9 @@ async def serve_target(request: web.Request, url: str, *, api: bool = False) -> 
         return await passthrough.relay(request, url, fwd="bypass", detail="request carries credentials")
 
     since = time.time()
-    found = await lookup.find(svc.store, url, req_headers)
+    # Variants are selected by what the origin is sent (§4.1): the forwarded fields, not whatever the client wrote.
+    sent = forwarding.for_job(req_headers, svc.settings.upstream.forward_headers)
+    found = await lookup.find(svc.store, url, sent)
     decision = policy.decide(req_headers, found.entry.times if found.entry else None, since, svc.limits)
     match decision:
         case policy.Hit(ttl=ttl):
@@ -68,7 +70,7 @@ async def serve_target(request: web.Request, url: str, *, api: bool = False) -> 
             assert found.entry is not None
             svc.counters.add("hits")
             try:
-                await _start(svc, request, url, found, since=since)
+                await _start(svc, request, url, found, sent, since=since)
             except Problem as exc:  # the stale answer stands; the refresh waits for the next request
                 log.info("background refresh of %s not started: %s", url, exc.detail)
             field = cache_status(hit=True, ttl=ttl, detail="stale-while-revalidate")
@@ -88,16 +90,17 @@ async def serve_target(request: web.Request, url: str, *, api: bool = False) -> 
         )
     if guarded:
         await netguard.resolve_and_check(*host_port(url), svc.guard)
-    started = await _start(svc, request, url, found, since=since)
+    started = await _start(svc, request, url, found, sent, since=since)
     svc.counters.add("refreshes" if fwd == "request" else "misses")
-    if policy.first(req_headers, "range") is not None:
+    if not api and policy.first(req_headers, "range") is not None:
         # No stored response answers this range: relay it now (never store a part as the whole); the job just
-        # started stores the whole response for the next request.
+        # started stores the whole response for the next request. (/fetch never relays: its request's fields are
+        # meant for grenier, not the target; its range is cut from the job's whole response instead.)
         return await passthrough.relay(request, url, fwd="bypass", detail="range request not answerable from cache")
     record = await _wait(svc, request, started.record)
-    if started.joined and not record.pending and not _shareable(record, req_headers):
+    if started.joined and not record.pending and not _shareable(record, sent):
         # Collapsed onto a fetch whose response is not ours to use (another variant, or not shareable): fetch ours.
-        started = await _start(svc, request, url, found, since=since, own=True)
+        started = await _start(svc, request, url, found, sent, since=since, own=True)
         record = await _wait(svc, request, started.record)
     if not record.pending:
         return responses.outcome(
@@ -111,17 +114,17 @@ async def _start(
     request: web.Request,
     url: str,
     found: lookup.Found,
+    sent: Headers,
     *,
     since: float,
     own: bool = False,
 ) -> Started:
-    """Start or join the fetch (``own``: a fetch no other request joins); a new fetch first passes the client's
-    miss rate and the queue's backlog."""
-    forwarded = forwarding.for_job(request.headers.items(), svc.settings.upstream.forward_headers)
+    """Start or join the fetch of ``url`` with the forwarded fields ``sent`` (``own``: a fetch no other request
+    joins); a new fetch first passes the client's miss rate and the queue's backlog."""
     flight = f"{found.key}:own:{uuid.uuid4().hex}" if own else found.key
     svc.limiter.take(str(peer_address(request)))
     await svc.check_backlog()
-    started = await svc.dispatcher.start(url, flight=flight, since=since, headers=forwarded)
+    started = await svc.dispatcher.start(url, flight=flight, since=since, headers=sent)
     if started.joined:
         svc.counters.add("collapsed")
     return started
@@ -134,7 +137,7 @@ async def _wait(svc: Services, request: web.Request, record: JobRecord) -> JobRe
     return record
 
 
-def _shareable(record: JobRecord, req_headers: Headers) -> bool:
+def _shareable(record: JobRecord, sent: Headers) -> bool:
     """May a request that joined this job use its outcome? Failures and stored responses are shared; an unstored
     response belongs to the request that fetched it, and a variant to the requests it matches (§4.1)."""
     if record.state == "failed" or record.response is None:
@@ -144,7 +147,7 @@ def _shareable(record: JobRecord, req_headers: Headers) -> bool:
     fields = policy.vary_fields(record.response.headers)
     if not fields or record.variant is None:
         return True
-    return fields != ("*",) and policy.variant_key(fields, req_headers) == record.variant
+    return fields != ("*",) and policy.variant_key(fields, sent) == record.variant
 
 
 #: Pages fetched for a client are served from grenier's own origin by /fetch and the job endpoint: sandbox them,

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
@@ -368,3 +369,21 @@ def test_plain_python_client_through_the_forward_proxy(grenier: Grenier, origin:
         assert second.headers["Cache-Status"].startswith("grenier;hit")
         assert "grenier" in second.headers["Via"]
         assert second.headers["Age"].isdigit()
+
+
+async def test_fetch_endpoint_cuts_a_range_from_the_whole_response(grenier: Grenier, origin: Origin) -> None:
+    """RFC 9110 §14: /fetch never relays (its fields are meant for grenier): a range on a miss is cut from the whole
+    response the job fetched, which is stored for the next request."""
+    path = unique("plain")
+    target = urllib.parse.quote(origin.url(path), safe="")
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(
+            f"{grenier.forward}/fetch?url={target}", headers={"Range": "bytes=0-4", "Cookie": "grenier-session=1"}
+        ) as r,
+    ):
+        assert r.status == 206
+        assert await r.text() == "plain"
+        assert r.headers["Content-Range"].startswith("bytes 0-4/")
+        assert "stored" in r.headers["Cache-Status"]
+    assert origin.hits[path] == 1
