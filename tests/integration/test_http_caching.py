@@ -8,9 +8,6 @@ has to sleep for freshness to run out.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -27,6 +24,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from tests.conftest import free_port
+
+from .support import Launcher
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -121,36 +120,6 @@ def origin() -> Iterator[Origin]:
 # --- grenier processes ---------------------------------------------------------------------------------------------
 
 
-def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "proxy", *args], env=full_env, stdout=out, stderr=out, cwd=ROOT)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
-def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"grenier exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_grenier/ready", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"grenier on port {port} not ready:\n{log.read_text()}")
-
-
 @dataclass
 class Grenier:
     forward: str
@@ -158,31 +127,20 @@ class Grenier:
 
 
 @pytest.fixture(scope="module")
-def grenier(module_redis: str, origin: Origin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grenier]:
+def grenier(module_redis: str, origin: Origin, module_launcher: Launcher) -> Grenier:
     """One worker and two proxies on one Redis, in wait mode: a forward proxy and a reverse proxy for the origin."""
-    logs = tmp_path_factory.mktemp("grenier-http")
-    redis_url = module_redis
     common = {
-        "GRENIER_REDIS_URL": redis_url,
+        "GRENIER_REDIS_URL": module_redis,
         "GRENIER_CACHE_MISS": "wait",
         "GRENIER_JOBS_POLL_INTERVAL": "0.05",
+        "GRENIER_JOBS_THREADS": "4",
         "GRENIER_UPSTREAM_RETRIES": "0",
-        "GRENIER_SECURITY_ALLOW_NETWORKS": "127.0.0.0/8",
         "GRENIER_SECURITY_ALLOW_PORTS": str(origin.port),
     }
-    fport, rport = free_port(), free_port()
-    worker = spawn(["worker", "--processes", "1", "--threads", "4"], common, logs / "worker.log")
-    fwd = spawn(["serve", "--port", str(fport)], common, logs / "forward.log")
-    rev = spawn(
-        ["serve", "--port", str(rport)], {**common, "GRENIER_UPSTREAM_ORIGIN": origin.url("")}, logs / "reverse.log"
-    )
-    try:
-        wait_ready(fport, fwd, logs / "forward.log")
-        wait_ready(rport, rev, logs / "reverse.log")
-        yield Grenier(forward=f"http://127.0.0.1:{fport}", reverse=f"http://127.0.0.1:{rport}")
-    finally:
-        for proc in (fwd, rev, worker):
-            stop(proc)
+    module_launcher.worker(common, processes=1)
+    forward = module_launcher.serve(common)
+    reverse = module_launcher.serve({**common, "GRENIER_UPSTREAM_ORIGIN": origin.url("")})
+    return Grenier(forward=forward.url, reverse=reverse.url)
 
 
 def unique(prefix: str) -> str:
