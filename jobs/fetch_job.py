@@ -25,7 +25,7 @@ from proxy.forwarding import marks
 from proxy.policy import Headers
 from proxy.records import JobRecord, StoredResponse
 from proxy.store import Store
-from proxy.targets import cache_key, host_port, same_origin
+from proxy.targets import cache_key, host_port, on_origin
 
 from .fetcher import Fetched, FetchLimits, UpstreamError, fetch
 
@@ -50,8 +50,7 @@ class JobEnv:
         return fetch_limits(self.settings)
 
     def trusted(self, url: str) -> bool:
-        origin = self.settings.upstream.origin
-        return bool(origin) and same_origin(url, origin)
+        return on_origin(url, self.settings.upstream.origin)
 
 
 def fetch_limits(settings: Settings) -> FetchLimits:

@@ -160,7 +160,6 @@ def create_app(settings: Settings) -> web.Application:
             origin_session=new_session(limits, None),
             access=AccessRules.build(settings.server.allow_clients, settings.server.proxy_users, settings.admin.token),
             limiter=MissRateLimiter(settings.server.miss_rate, settings.server.miss_burst),
-            guard=settings.guard,
         )
         try:
             yield

@@ -49,7 +49,7 @@ class Dispatcher:
         self.send = send
 
     async def start(self, url: str, *, flight: str, since: float, headers: Headers = ()) -> Started:
-        """Start (or join) the job fetching ``url`` for requests that share ``flight`` (see ``lookup.flight_key``).
+        """Start (or join) the job fetching ``url`` for requests that share ``flight`` (the stored key they read).
 
         ``since`` is when the caller read the store: a job that ended before then has nothing newer than what the
         caller saw (and found wanting), so only a pending job, or one that ended after, is joined. ``headers`` are

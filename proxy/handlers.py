@@ -70,7 +70,7 @@ async def serve_target(request: web.Request, url: str, *, api: bool = False) -> 
             assert found.entry is not None
             svc.counters.add("hits")
             try:
-                await _start(svc, request, url, found, sent, since=since)
+                await start_fetch(svc, request, url, found, sent, since=since)
             except Problem as exc:  # the stale answer stands; the refresh waits for the next request
                 log.info("background refresh of %s not started: %s", url, exc.detail)
             field = cache_status(hit=True, ttl=ttl, detail="stale-while-revalidate")
@@ -90,7 +90,7 @@ async def serve_target(request: web.Request, url: str, *, api: bool = False) -> 
         )
     if guarded:
         await netguard.resolve_and_check(*host_port(url), svc.guard)
-    started = await _start(svc, request, url, found, sent, since=since)
+    started = await start_fetch(svc, request, url, found, sent, since=since)
     svc.counters.add("refreshes" if fwd == "request" else "misses")
     if not api and policy.first(req_headers, "range") is not None:
         # No stored response answers this range: relay it now (never store a part as the whole); the job just
@@ -100,7 +100,7 @@ async def serve_target(request: web.Request, url: str, *, api: bool = False) -> 
     record = await _wait(svc, request, started.record)
     if started.joined and not record.pending and not _shareable(record, sent):
         # Collapsed onto a fetch whose response is not ours to use (another variant, or not shareable): fetch ours.
-        started = await _start(svc, request, url, found, sent, since=since, own=True)
+        started = await start_fetch(svc, request, url, found, sent, since=since, own=True)
         record = await _wait(svc, request, started.record)
     if not record.pending:
         return responses.outcome(
@@ -109,7 +109,7 @@ async def serve_target(request: web.Request, url: str, *, api: bool = False) -> 
     return responses.accepted(record, fwd=fwd, collapsed=started.joined, detail=detail)
 
 
-async def _start(
+async def start_fetch(
     svc: Services,
     request: web.Request,
     url: str,

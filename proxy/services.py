@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 
 import aiohttp
 from aiohttp import web
@@ -19,7 +18,7 @@ from .policy import Limits
 from .problems import Unavailable
 from .stats import Counters
 from .store import Store
-from .targets import same_origin
+from .targets import on_origin
 
 
 @dataclass
@@ -38,11 +37,14 @@ class Services:
     """For requests relayed to the configured reverse-proxy origin, which the operator trusts."""
     access: AccessRules
     limiter: MissRateLimiter
-    guard: Guard
 
-    @cached_property
+    @property
     def limits(self) -> Limits:
         return self.settings.limits
+
+    @property
+    def guard(self) -> Guard:
+        return self.settings.guard
 
     @property
     def pseudonym(self) -> str:
@@ -54,7 +56,7 @@ class Services:
 
     def trusted(self, url: str) -> bool:
         """Is ``url`` on the operator's reverse-proxy origin (exempt from the SSRF guard)?"""
-        return bool(self.settings.upstream.origin) and same_origin(url, self.settings.upstream.origin)
+        return on_origin(url, self.settings.upstream.origin)
 
     def session_for(self, url: str) -> aiohttp.ClientSession:
         return self.origin_session if self.trusted(url) else self.guarded_session

@@ -87,6 +87,11 @@ def same_origin(url: str, origin: str) -> bool:
     return (a.scheme, a.netloc) == (b.scheme, b.netloc)
 
 
+def on_origin(url: str, origin: str) -> bool:
+    """Is ``url`` on the configured reverse-proxy ``origin`` (empty: no origin, so never)?"""
+    return bool(origin) and same_origin(url, origin)
+
+
 def host_port(url: str) -> tuple[str, int]:
     """Host (IPv6 without brackets) and port of a canonical URL."""
     parts = urlsplit(url)

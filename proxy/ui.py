@@ -12,8 +12,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from . import forwarding, lookup, netguard, policy
-from .access import peer_address
-from .handlers import JOB_ID
+from .handlers import JOB_ID, start_fetch
 from .problems import NotFound
 from .responses import job_location
 from .services import SERVICES
@@ -81,9 +80,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
                 f"{_form(url)}<p class=meta>{html.escape(meta)}</p>"
                 f'<iframe sandbox src="{html.escape(src)}" title="cached page"></iframe>',
             )
-    svc.limiter.take(str(peer_address(request)))
-    await svc.check_backlog()
-    started = await svc.dispatcher.start(url, flight=found.key, since=since, headers=headers)
+    started = await start_fetch(svc, request, url, found, headers, since=since)
     svc.counters.add("refreshes" if force else "misses")
     raise web.HTTPSeeOther(f"/_grenier/ui/jobs/{started.record.id}")
 
