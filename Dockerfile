@@ -8,10 +8,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies and the two packages; only what `pip install .` needs is copied.
+# Dependencies and the four packages; only what `pip install .` needs is copied.
 COPY pyproject.toml README.md ./
+COPY core ./core
 COPY proxy ./proxy
 COPY jobs ./jobs
+COPY grenier ./grenier
 RUN pip install . \
     && rm -rf build *.egg-info \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin grenier

@@ -16,11 +16,11 @@ from dramatiq import Actor, Broker
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 
-from proxy.config import Settings
-from proxy.store import Store
+from core.settings import Settings
+from core.store import Store
+from core.upstream import new_session
 
 from . import fetch_job
-from .fetcher import new_session
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO, Middleware, Retries, ShutdownNotifications
 
-from proxy.config import Settings
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

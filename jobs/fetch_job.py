@@ -19,15 +19,14 @@ from typing import Any
 
 import aiohttp
 
-from proxy import lookup, netguard, policy
-from proxy.config import Settings
-from proxy.forwarding import marks
-from proxy.policy import Headers
-from proxy.records import JobRecord, StoredResponse
-from proxy.store import Store
-from proxy.targets import cache_key, host_port, on_origin
-
-from .fetcher import Fetched, FetchLimits, UpstreamError, fetch
+from core import lookup, netguard, policy
+from core.forwarding import marks
+from core.policy import Headers
+from core.records import JobRecord, StoredResponse
+from core.settings import Settings
+from core.store import Store
+from core.targets import cache_key, host_port, on_origin
+from core.upstream import Fetched, FetchLimits, UpstreamError, fetch
 
 log = logging.getLogger(__name__)
 

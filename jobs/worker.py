@@ -17,9 +17,9 @@ from multiprocessing.process import BaseProcess
 
 from dramatiq import Worker
 
-from proxy.config import Settings
-from proxy.logs import redact, setup_logging
-from proxy.store import RedisStore
+from core.logs import redact, setup_logging
+from core.settings import Settings
+from core.store import RedisStore
 
 from .actors import JobRuntime, declare
 from .broker import make_broker

@@ -16,23 +16,23 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from dramatiq import Worker
 
+from core.logs import redact
+from core.problems import Problem, from_problem, problem_response
+from core.settings import Settings
+from core.store import MemoryStore, RedisStore, Store
+from core.targets import join_origin, normalize
+from core.upstream import new_session
 from jobs.actors import JobRuntime, declare
 from jobs.broker import make_broker, pending, ping
 from jobs.fetch_job import fetch_limits
-from jobs.fetcher import new_session
 
 from . import control, handlers, metrics, ui
 from .access import AccessRules
 from .cache_status import cache_status
-from .config import Settings
 from .dispatch import Dispatcher
 from .limits import MissRateLimiter
-from .logs import redact
-from .problems import Problem, from_problem, problem_response
 from .services import SERVICES, Services
 from .stats import Counters
-from .store import MemoryStore, RedisStore, Store
-from .targets import join_origin, normalize
 from .wire import ProblemRunner, check_host_field, runner_kwargs
 
 log = logging.getLogger("grenier")

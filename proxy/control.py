@@ -7,7 +7,8 @@ import logging
 
 from aiohttp import web
 
-from .problems import problem_response
+from core.problems import problem_response
+
 from .services import SERVICES
 
 log = logging.getLogger(__name__)

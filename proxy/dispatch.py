@@ -13,13 +13,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from core.policy import Headers
+from core.problems import Unavailable
+from core.records import JobRecord
+from core.settings import Settings
+from core.store import Store
 from jobs.fetch_job import inflight_ttl
-
-from .config import Settings
-from .policy import Headers
-from .problems import Unavailable
-from .records import JobRecord
-from .store import Store
 
 log = logging.getLogger(__name__)
 

@@ -10,15 +10,17 @@ from typing import assert_never
 
 from aiohttp import web
 
-from . import forwarding, lookup, netguard, passthrough, policy, prefer, responses
+from core import forwarding, lookup, netguard, policy
+from core.policy import Headers
+from core.problems import MethodNotAllowed, NotFound, Problem, problem_response
+from core.records import JobRecord
+from core.targets import host_port, normalize
+
+from . import passthrough, prefer, responses
 from .access import peer_address
 from .cache_status import cache_status
 from .dispatch import Started
-from .policy import Headers
-from .problems import MethodNotAllowed, NotFound, Problem, problem_response
-from .records import JobRecord
 from .services import SERVICES, Services
-from .targets import host_port, normalize
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from .problems import Problem
+from core.problems import Problem
 
 
 class TooManyMisses(Problem):

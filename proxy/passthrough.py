@@ -12,11 +12,12 @@ import logging
 import aiohttp
 from aiohttp import web
 
-from . import forwarding, lookup, netguard, policy
+from core import forwarding, lookup, netguard, policy
+from core.problems import Problem, problem_response
+from core.targets import normalize
+
 from .cache_status import cache_status
-from .problems import Problem, problem_response
 from .services import SERVICES
-from .targets import normalize
 
 log = logging.getLogger(__name__)
 

@@ -7,12 +7,13 @@ import time
 from aiohttp import web
 from multidict import CIMultiDict
 
-from . import policy
+from core import policy
+from core.policy import Headers
+from core.problems import problem_response
+from core.records import JobRecord, StoredResponse
+
 from .cache_status import cache_status
-from .policy import Headers
-from .problems import problem_response
 from .ranges import Unsatisfiable, byte_range
-from .records import JobRecord, StoredResponse
 
 #: Fields recomputed for every response rather than replayed from the store.
 _REPLACED = frozenset({"content-length", "age", "cache-status"})

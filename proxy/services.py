@@ -9,16 +9,17 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
+from core.netguard import Guard
+from core.policy import Limits
+from core.problems import Unavailable
+from core.settings import Settings
+from core.store import Store
+from core.targets import on_origin
+
 from .access import AccessRules
-from .config import Settings
 from .dispatch import Dispatcher
 from .limits import MissRateLimiter
-from .netguard import Guard
-from .policy import Limits
-from .problems import Unavailable
 from .stats import Counters
-from .store import Store
-from .targets import on_origin
 
 
 @dataclass

@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections import Counter
 
-from .store import Store
+from core.store import Store
 
 log = logging.getLogger(__name__)
 

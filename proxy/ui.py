@@ -11,12 +11,13 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from . import forwarding, lookup, netguard, policy
+from core import forwarding, lookup, netguard, policy
+from core.problems import NotFound
+from core.targets import host_port, normalize
+
 from .handlers import JOB_ID, start_fetch
-from .problems import NotFound
 from .responses import job_location
 from .services import SERVICES
-from .targets import host_port, normalize
 
 _STYLE = """
 body{font:16px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;color:#222}

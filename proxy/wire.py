@@ -16,7 +16,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
-from .problems import Problem, problem_body
+from core.problems import Problem, problem_body
 
 
 class _ProblemRequestHandler(RequestHandler):

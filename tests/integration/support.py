@@ -96,7 +96,7 @@ class GrenierProcess:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "proxy", command, *args],
+            [sys.executable, "-m", "grenier", command, *args],
             env=dict(env),
             cwd=log_path.parent,  # no stray ./config.toml: the environment is the whole configuration
             stdout=self._log,

@@ -15,8 +15,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from core.settings import build
 from proxy.app import create_app
-from proxy.config import build
 
 from .origin import Origin
 from .support import CLOSED_PORT, Launcher, Reply, base_env, fetch_url, get, poll_job

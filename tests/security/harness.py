@@ -220,7 +220,7 @@ def grenier_env(extra: dict[str, str]) -> dict[str, str]:
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "proxy", *args],
+            [sys.executable, "-m", "grenier", *args],
             env=grenier_env(env),
             stdout=out,
             stderr=out,

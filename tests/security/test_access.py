@@ -232,7 +232,7 @@ def test_cli_purge_in_redis_mode(redis_grenier: tuple[Grenier, dict[str, str]], 
     g, env = redis_grenier
     path, url = _store(g, origin)
     done = subprocess.run(
-        [sys.executable, "-m", "proxy", "purge", url],
+        [sys.executable, "-m", "grenier", "purge", url],
         env=grenier_env(env),
         capture_output=True,
         timeout=30,

@@ -8,8 +8,9 @@ import string
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy import policy, prefer, targets
-from proxy.problems import Problem
+from core import policy, targets
+from core.problems import Problem
+from proxy import prefer
 
 PROPS = settings(max_examples=300, deadline=None, derandomize=True)
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from proxy import configdoc
-from proxy.config import (
+from core import configdoc
+from core.settings import (
     ConfigError,
     JobsSettings,
     LogSettings,
@@ -399,7 +399,7 @@ def _run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRENIER_")}
     env["PYTHONPATH"] = str(REPO)
     return subprocess.run(
-        [sys.executable, "-m", "proxy", *args],
+        [sys.executable, "-m", "grenier", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

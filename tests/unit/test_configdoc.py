@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from proxy import configdoc
-from proxy.config import Settings, load
+from core import configdoc
+from core.settings import Settings, load
 
 
 def test_config_toml_is_the_generated_one() -> None:
     text = (configdoc.ROOT / "config.toml").read_text(encoding="utf-8")
-    assert text == configdoc.sample_toml(), "config.toml is stale: run `python -m proxy.configdoc`"
+    assert text == configdoc.sample_toml(), "config.toml is stale: run `python -m core.configdoc`"
 
 
 def test_config_toml_holds_the_defaults() -> None:
@@ -17,5 +17,5 @@ def test_config_toml_holds_the_defaults() -> None:
 
 def test_readme_table_is_the_generated_one() -> None:
     readme = (configdoc.ROOT / "README.md").read_text(encoding="utf-8")
-    assert configdoc.markdown_table() in readme, "README table is stale: run `python -m proxy.configdoc`"
+    assert configdoc.markdown_table() in readme, "README table is stale: run `python -m core.configdoc`"
     assert configdoc.readme_with_table(readme) == readme

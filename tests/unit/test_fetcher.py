@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from jobs.fetcher import USER_AGENT, FetchLimits, UpstreamError, backoff, fetch, new_session
-from proxy.netguard import Guard
+from core.netguard import Guard
+from core.upstream import USER_AGENT, FetchLimits, UpstreamError, backoff, fetch, new_session
 
 GZIPPED = gzip.compress(b"hello, compressed world\n" * 50, mtime=0)
 CAP = 1000

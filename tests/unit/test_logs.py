@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.logs import redact
+from core.logs import redact
 
 CASES = [
     ("password only", "redis://:s3cret@h:6379/0", "redis://:***@h:6379/0"),

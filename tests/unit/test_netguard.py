@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.pytest_plugin import AiohttpServer
 
-from proxy.netguard import (
+from core.netguard import (
     DENIED_V4,
     DENIED_V6,
     Denied,
@@ -25,7 +25,7 @@ from proxy.netguard import (
     refusal_of,
     resolve_and_check,
 )
-from proxy.problems import Problem
+from core.problems import Problem
 
 DEFAULT = Guard()
 LOCAL = Guard(allow_networks=(ip_network("127.0.0.0/8"),))

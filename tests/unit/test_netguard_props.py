@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from proxy.netguard import DENIED_V4, DENIED_V6, Guard, TargetRefused, check_host, numeric_host
+from core.netguard import DENIED_V4, DENIED_V6, Guard, TargetRefused, check_host, numeric_host
 
 DEFAULT = Guard()
 ipv4s = st.builds(IPv4Address, st.integers(0, 2**32 - 1))

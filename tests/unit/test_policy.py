@@ -6,8 +6,8 @@ from email.utils import formatdate
 
 import pytest
 
-from proxy import policy
-from proxy.policy import CacheControl, Forward, Headers, Hit, Limits, ServeStale, StoredTimes
+from core import policy
+from core.policy import CacheControl, Forward, Headers, Hit, Limits, ServeStale, StoredTimes
 
 T0 = 1_800_000_000.0  # a fixed "now" for every row
 LIMITS = Limits(default_ttl=30, max_ttl=86400, heuristic_fraction=0.1, heuristic_max=86400, stale_keep=86400)

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from proxy.records import CorruptRecord, JobRecord, StoredResponse, VaryIndex, decode_cached
+from core.records import CorruptRecord, JobRecord, StoredResponse, VaryIndex, decode_cached
 
 ALL_BYTES = bytes(range(256))
 

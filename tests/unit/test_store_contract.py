@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 import fakeredis
 import pytest
 
-from proxy.records import JobRecord, StoredResponse, VaryIndex
-from proxy.store import COUNTERS, MemoryStore, RedisStore, Store, entry_key, job_key
+from core.records import JobRecord, StoredResponse, VaryIndex
+from core.store import COUNTERS, MemoryStore, RedisStore, Store, entry_key, job_key
 
 SHORT = 0.2  # an expiry the tests sleep past
 PAST_SHORT = 0.5

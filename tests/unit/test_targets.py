@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from proxy.problems import BadTarget, Problem, TargetTooLong
-from proxy.targets import MAX_URL_BYTES, cache_key, join_origin, normalize
+from core.problems import BadTarget, Problem, TargetTooLong
+from core.targets import MAX_URL_BYTES, cache_key, join_origin, normalize
 
 # RFC 9110 §4.2.3 (http normalisation) and RFC 3986 §6.2.2-6.2.3: case of scheme and host, default port, empty path.
 ACCEPTED = [

@@ -13,9 +13,9 @@ from typing import Literal
 
 import aiohttp
 
-from proxy import netguard
-from proxy.netguard import Guard
-from proxy.policy import Headers
+from . import netguard
+from .netguard import Guard
+from .policy import Headers
 
 USER_AGENT = "grenier/0.1"
 

@@ -34,7 +34,7 @@ import aiohttp
 from aiohappyeyeballs import AddrInfoType
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from proxy.problems import Problem
+from .problems import Problem
 
 Address = IPv4Address | IPv6Address
 Network = IPv4Network | IPv6Network

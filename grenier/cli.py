@@ -10,8 +10,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
-from .config import ConfigError, Settings, load
-from .logs import setup_logging
+from core.logs import setup_logging
+from core.settings import ConfigError, Settings, load
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,7 +53,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve(settings: Settings) -> int:
-    from .app import serve
+    from proxy.app import serve
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -69,10 +69,10 @@ def _serve(settings: Settings) -> int:
 
 
 def _purge(settings: Settings, raw_url: str) -> int:
-    from . import lookup
-    from .problems import Problem
-    from .store import RedisStore
-    from .targets import normalize
+    from core import lookup
+    from core.problems import Problem
+    from core.store import RedisStore
+    from core.targets import normalize
 
     if settings.embedded:
         print(
