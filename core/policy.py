@@ -16,6 +16,8 @@ from urllib.parse import urljoin, urlsplit
 
 from werkzeug.http import parse_date, parse_list_header, unquote_header_value
 
+from .settings import CacheSettings
+
 Headers = tuple[tuple[str, str], ...]
 """Header fields in arrival order, names as received; lookups are case-insensitive."""
 
@@ -186,25 +188,11 @@ def http_date(raw: str | None) -> float | None:
     return parsed.timestamp() if parsed is not None else None
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Operator settings the rules depend on (see ``[cache]`` in the configuration)."""
-
-    default_ttl: float = 30.0
-    max_ttl: float = 86400.0
-    heuristic_fraction: float = 0.1
-    heuristic_max: float = 86400.0
-    stale_while_revalidate: float = 0.0
-    stale_if_error: float = 0.0
-    stale_keep: float = 86400.0
-    share_set_cookie: bool = False
-
-
 # --- storing (§3) ---------------------------------------------------------------------------------------------
 
 
 def not_storable_reason(
-    method: str, status: int, request_headers: Headers, response_headers: Headers, limits: Limits
+    method: str, status: int, request_headers: Headers, response_headers: Headers, rules: CacheSettings
 ) -> str | None:
     """Why a shared cache must not store this response, or ``None`` when it may (§3)."""
     if method not in {"GET", "HEAD"}:
@@ -226,7 +214,7 @@ def not_storable_reason(
         resp.public or resp.s_maxage is not None or resp.must_revalidate
     ):
         return "request carried Authorization and the response did not allow sharing"
-    if values(response_headers, "set-cookie") and not limits.share_set_cookie:
+    if values(response_headers, "set-cookie") and not rules.share_set_cookie:
         return "response sets a cookie"
     if vary_fields(response_headers) == ("*",):
         return "Vary: * never matches"
@@ -268,7 +256,7 @@ def explicit_lifetime(headers: Headers, response_time: float) -> float | None:
     return None
 
 
-def heuristic_lifetime(status: int, headers: Headers, response_time: float, limits: Limits) -> float | None:
+def heuristic_lifetime(status: int, headers: Headers, response_time: float, rules: CacheSettings) -> float | None:
     """§4.2.2: a fraction of the time since Last-Modified, for heuristically cacheable (or public) responses."""
     if status not in HEURISTIC_STATUSES and not CacheControl.of(headers).public:
         return None
@@ -279,17 +267,17 @@ def heuristic_lifetime(status: int, headers: Headers, response_time: float, limi
     since = (response_time if date is None else date) - last_modified
     if since <= 0:
         return None
-    return min(since * limits.heuristic_fraction, limits.heuristic_max)
+    return min(since * rules.heuristic_fraction, rules.heuristic_max)
 
 
-def freshness_lifetime(status: int, headers: Headers, response_time: float, limits: Limits) -> float:
+def freshness_lifetime(status: int, headers: Headers, response_time: float, rules: CacheSettings) -> float:
     """Explicit freshness, else heuristic, else the operator's ``default_ttl``; never over ``max_ttl``."""
     lifetime = explicit_lifetime(headers, response_time)
     if lifetime is None:
-        lifetime = heuristic_lifetime(status, headers, response_time, limits)
+        lifetime = heuristic_lifetime(status, headers, response_time, rules)
     if lifetime is None:
-        lifetime = limits.default_ttl
-    return min(lifetime, limits.max_ttl)
+        lifetime = rules.default_ttl
+    return min(lifetime, rules.max_ttl)
 
 
 def current_age(headers: Headers, request_time: float, response_time: float, now: float) -> float:
@@ -306,13 +294,13 @@ def _window(directive: int | None, default: float) -> float:
     return float(directive) if directive is not None else default
 
 
-def retention(headers: Headers, lifetime: float, limits: Limits) -> float:
+def retention(headers: Headers, lifetime: float, rules: CacheSettings) -> float:
     """How long the store keeps an entry: its freshness plus time to be revalidated or served stale."""
     cc = CacheControl.of(headers)
     extra = max(
-        limits.stale_keep,
-        _window(cc.stale_while_revalidate, limits.stale_while_revalidate),
-        _window(cc.stale_if_error, limits.stale_if_error),
+        rules.stale_keep,
+        _window(cc.stale_while_revalidate, rules.stale_while_revalidate),
+        _window(cc.stale_if_error, rules.stale_if_error),
     )
     return lifetime + extra
 
@@ -330,6 +318,7 @@ class StoredTimes:
     request_time: float
     response_time: float
     lifetime: float
+    status: int = 200
 
 
 @dataclass(frozen=True)
@@ -369,7 +358,7 @@ def forces_refresh(request_headers: Headers) -> bool:
     return False
 
 
-def decide(request_headers: Headers, stored: StoredTimes | None, now: float, limits: Limits) -> Decision:
+def decide(request_headers: Headers, stored: StoredTimes | None, now: float, rules: CacheSettings) -> Decision:
     """Serve the stored response, serve it stale while refreshing, or forward and say why (§4, RFC 5861)."""
     if forces_refresh(request_headers):
         return Forward("request")
@@ -392,20 +381,116 @@ def decide(request_headers: Headers, stored: StoredTimes | None, now: float, lim
         return Forward("stale")
     if req.max_stale_any or (req.max_stale is not None and staleness <= req.max_stale):
         return Hit(age=int(age), ttl=int(ttl) if int(ttl) < 0 else -1)
-    if staleness <= _window(resp.stale_while_revalidate, limits.stale_while_revalidate):
+    if staleness <= _window(resp.stale_while_revalidate, rules.stale_while_revalidate):
         return ServeStale(age=int(age), ttl=min(-1, int(ttl)))
     return Forward("stale")
 
 
-def stale_if_error_allows(request_headers: Headers, stored: StoredTimes, now: float, limits: Limits) -> bool:
+def stale_if_error_allows(request_headers: Headers, stored: StoredTimes, now: float, rules: CacheSettings) -> bool:
     """RFC 5861 §4: may this stale response stand in for a failed refresh (network error or 5xx)?"""
     resp = CacheControl.of(stored.headers)
     if resp.never_stale or resp.validate_every_use:
         return False
     staleness = current_age(stored.headers, stored.request_time, stored.response_time, now) - stored.lifetime
     req = CacheControl.of(request_headers)
-    window = max(_window(resp.stale_if_error, limits.stale_if_error), float(req.stale_if_error or 0))
+    window = max(_window(resp.stale_if_error, rules.stale_if_error), float(req.stale_if_error or 0))
     return staleness <= window
+
+
+# --- after a fetch: what to do with what came back (§3, §4.3.4, RFC 5861 §4) -------------------------------------
+
+
+@dataclass(frozen=True)
+class Received:
+    """What the upstream answered (the body is not a rule's business)."""
+
+    status: int
+    headers: Headers
+    request_time: float
+    response_time: float
+
+
+@dataclass(frozen=True)
+class Freshen:
+    """§4.3.4: the 304 confirms the stored response; store it again with these fields and a new lifetime."""
+
+    status: int
+    headers: Headers
+    lifetime: float
+    keep: float
+    """Seconds the store keeps it (freshness plus the stale window, :func:`retention`)."""
+
+
+@dataclass(frozen=True)
+class Store:
+    """§3: store the received response (its storable fields) for ``keep`` seconds."""
+
+    status: int
+    headers: Headers
+    lifetime: float
+    keep: float
+
+
+@dataclass(frozen=True)
+class DoNotStore:
+    """The response goes to the request that fetched it only; ``reason`` says why the cache keeps none of it.
+    ``freshened``: it is the stored response as a 304 updated it (the stored body), not the received one."""
+
+    status: int
+    headers: Headers
+    lifetime: float
+    reason: str
+    freshened: bool = False
+
+
+@dataclass(frozen=True)
+class StandIn:
+    """RFC 5861 §4: the stale stored response stands in for the failure ``reason``, which stale-if-error allows."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Fail:
+    """No response to give: the fetch failed and nothing stored may stand in."""
+
+
+AfterFetch = Freshen | Store | DoNotStore | StandIn | Fail
+
+#: Why a stored non-error response is kept when an error without explicit freshness comes back (poisoning guard).
+ERROR_KEEPS_STORED = "an error without explicit freshness does not replace the stored response"
+
+
+def after_fetch(
+    request_headers: Headers, stored: StoredTimes | None, received: Received | None, now: float, rules: CacheSettings
+) -> AfterFetch:
+    """What the fetch job does with what came back, ``decide``'s twin for the other half of a miss.
+
+    ``request_headers`` are the fields the job sent (they select the variant and carry the request's directives);
+    ``stored`` the response the cache held for them, if any; ``received`` the upstream's answer, ``None`` when it
+    gave none (connection error, timeout, refusal).
+    """
+    if received is None:
+        if stored is not None and stale_if_error_allows(request_headers, stored, now, rules):
+            return StandIn("the upstream gave no response")
+        return Fail()
+    freshened = received.status == 304 and stored is not None and bool(validators(stored.headers))
+    if stored is not None and freshened:
+        status, headers = stored.status, freshen(stored.headers, received.headers)
+    elif received.status >= 500 and stored is not None and stale_if_error_allows(request_headers, stored, now, rules):
+        return StandIn(f"upstream answered {received.status}")
+    else:
+        status, headers = received.status, storable_headers(received.headers)
+    lifetime = freshness_lifetime(status, headers, received.response_time, rules)
+    reason = not_storable_reason("GET", status, request_headers, headers, rules)
+    if reason is None and stored is not None and not may_replace(stored.status, status, headers):
+        reason = ERROR_KEEPS_STORED
+    keep = retention(headers, lifetime, rules)
+    if reason is None and keep <= 0:
+        reason = "response is already stale and stale_keep is 0"
+    if reason is not None:
+        return DoNotStore(status, headers, lifetime, reason, freshened)
+    return Freshen(status, headers, lifetime, keep) if freshened else Store(status, headers, lifetime, keep)
 
 
 # --- validation (§4.3) ----------------------------------------------------------------------------------------

@@ -1,11 +1,10 @@
-"""Rooted errors with a status hint, and the one place that turns them into RFC 9457 problem responses."""
+"""Rooted errors with a status hint, and the RFC 9457 document they become (rendered by ``proxy.refusals``)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
-
-from aiohttp import web
 
 PROBLEM_TYPE = "application/problem+json"
 
@@ -16,15 +15,24 @@ class Problem(Exception):
     status = 400
     title = "Bad Request"
 
-    def __init__(self, detail: str, *, status: int | None = None, title: str | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status: int | None = None,
+        title: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         if status is not None:
             self.status = status
         if title is not None:
             self.title = title
+        self.headers: Mapping[str, str] = dict(headers or {})
+        """Fields the refusal carries (``Retry-After``, ``Allow``, an authentication challenge)."""
         self.extra = extra
-        self.headers: dict[str, str] = {}
 
 
 class BadTarget(Problem):
@@ -49,8 +57,13 @@ class MethodNotAllowed(Problem):
 
 
 class Unavailable(Problem):
+    """A dependency (store, queue) is down or overloaded: always says when to come back."""
+
     status = 503
     title = "Service Unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int = 5, **extra: Any) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)}, **extra)
 
 
 def problem_body(status: int, title: str, detail: str, instance: str | None = None, **extra: Any) -> bytes:
@@ -59,26 +72,3 @@ def problem_body(status: int, title: str, detail: str, instance: str | None = No
         doc["instance"] = instance
     doc.update(extra)
     return json.dumps(doc).encode()
-
-
-def problem_response(
-    status: int,
-    title: str,
-    detail: str,
-    *,
-    instance: str | None = None,
-    headers: dict[str, str] | None = None,
-    **extra: Any,
-) -> web.Response:
-    return web.Response(
-        status=status,
-        body=problem_body(status, title, detail, instance, **extra),
-        content_type=PROBLEM_TYPE,
-        headers=headers,
-    )
-
-
-def from_problem(exc: Problem, instance: str | None = None) -> web.Response:
-    return problem_response(
-        exc.status, exc.title, exc.detail, instance=instance, headers=exc.headers or None, **exc.extra
-    )

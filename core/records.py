@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal, assert_never
 
+from .outcome import FAILURE_KINDS, Failed, Fetched, Outcome
 from .policy import Headers, StoredTimes
 
 _ENTRY_MAGIC = b"GRE1"
@@ -55,7 +56,7 @@ class StoredResponse:
 
     @property
     def times(self) -> StoredTimes:
-        return StoredTimes(self.headers, self.request_time, self.response_time, self.lifetime)
+        return StoredTimes(self.headers, self.request_time, self.response_time, self.lifetime, self.status)
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -130,7 +131,7 @@ PENDING: frozenset[str] = frozenset({"queued", "running"})
 
 @dataclass(frozen=True)
 class JobRecord:
-    """One fetch job as clients poll it. ``response`` is set once done, whether or not it was stored."""
+    """One fetch job as clients poll it: its progress, then its :data:`~core.outcome.Outcome` once it has ended."""
 
     id: str
     url: str
@@ -139,25 +140,23 @@ class JobRecord:
     started: float | None = None
     finished: float | None = None
     attempts: int = 0
-    stored: bool = False
-    not_stored: str | None = None
-    error: str | None = None
-    error_kind: str | None = None
-    fwd_status: int | None = None
-    """The status the upstream answered with (a 304 when a stored response was revalidated)."""
-    detail: str | None = None
-    """Why the outcome is what it is, for Cache-Status (e.g. ``stale-if-error``)."""
-    variant: str | None = None
-    """The variant digest of the request the job fetched for, when the response varies (§4.1)."""
-    response: StoredResponse | None = field(default=None, compare=False)
+    outcome: Outcome | None = None
 
     @property
     def pending(self) -> bool:
         return self.state in PENDING
 
+    def running(self, now: float) -> JobRecord:
+        """This record as a worker takes the job up (once more, after a redelivery)."""
+        return replace(self, state="running", started=now, attempts=self.attempts + 1)
+
+    def ended(self, outcome: Outcome, now: float) -> JobRecord:
+        """The terminal record: ``done`` with a response, ``failed`` without one."""
+        return replace(self, state="done" if isinstance(outcome, Fetched) else "failed", finished=now, outcome=outcome)
+
     def status_doc(self, location: str) -> dict[str, Any]:
         """The JSON a poller sees while the job is pending (and the 202 body)."""
-        doc: dict[str, Any] = {
+        return {
             "id": self.id,
             "url": self.url,
             "state": self.state,
@@ -167,12 +166,6 @@ class JobRecord:
             "finished": self.finished,
             "attempts": self.attempts,
         }
-        if self.error:
-            doc["error"] = self.error
-        return doc
-
-    def with_(self, **changes: Any) -> JobRecord:
-        return replace(self, **changes)
 
     def encode(self) -> bytes:
         meta: dict[str, Any] = {
@@ -183,22 +176,32 @@ class JobRecord:
             "started": self.started,
             "finished": self.finished,
             "attempts": self.attempts,
-            "stored": self.stored,
-            "not_stored": self.not_stored,
-            "error": self.error,
-            "error_kind": self.error_kind,
-            "fwd_status": self.fwd_status,
-            "detail": self.detail,
-            "variant": self.variant,
-            "response": self.response.meta() if self.response else None,
         }
-        return _pack(_JOB_MAGIC, meta, self.response.body if self.response else b"")
+        body = b""
+        match self.outcome:
+            case Fetched() as got:
+                body = got.response.body
+                meta.update(
+                    response=got.response.meta(),
+                    fwd_status=got.fwd_status,
+                    stored=got.stored,
+                    not_stored=got.not_stored,
+                    detail=got.detail,
+                    variant=got.variant,
+                    error=got.error,
+                )
+            case Failed(kind=kind, detail=detail):
+                meta.update(error=detail, error_kind=kind)
+            case None:
+                pass
+            case _:
+                assert_never(self.outcome)
+        return _pack(_JOB_MAGIC, meta, body)
 
     @classmethod
     def decode(cls, data: bytes) -> JobRecord:
         meta, body = _unpack(_JOB_MAGIC, data)
         try:
-            resp = meta.get("response")
             state = str(meta["state"])
             if state not in {"queued", "running", "done", "failed"}:
                 raise CorruptRecord(f"unknown job state {state!r}")
@@ -210,14 +213,25 @@ class JobRecord:
                 started=meta.get("started"),
                 finished=meta.get("finished"),
                 attempts=int(meta.get("attempts", 0)),
-                stored=bool(meta.get("stored")),
-                not_stored=meta.get("not_stored"),
-                error=meta.get("error"),
-                error_kind=meta.get("error_kind"),
-                fwd_status=meta.get("fwd_status"),
-                detail=meta.get("detail"),
-                variant=meta.get("variant"),
-                response=StoredResponse.from_meta(resp, body) if isinstance(resp, dict) else None,
+                outcome=_decode_outcome(state, meta, body),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptRecord(f"bad job metadata: {exc}") from None
+
+
+def _decode_outcome(state: str, meta: dict[str, Any], body: bytes) -> Outcome | None:
+    if state == "failed":
+        kind = meta.get("error_kind")
+        return Failed(kind if kind in FAILURE_KINDS else "internal", str(meta.get("error") or "the fetch failed"))
+    resp = meta.get("response")
+    if state != "done" or not isinstance(resp, dict):
+        return None
+    return Fetched(
+        response=StoredResponse.from_meta(resp, body),
+        fwd_status=meta.get("fwd_status"),
+        stored=bool(meta.get("stored")),
+        not_stored=meta.get("not_stored"),
+        detail=meta.get("detail"),
+        variant=meta.get("variant"),
+        error=meta.get("error"),
+    )

@@ -20,7 +20,6 @@ from typing import Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
 from .netguard import Guard
-from .policy import Limits
 
 ENV_PREFIX = "GRENIER_"
 
@@ -167,6 +166,12 @@ class JobsSettings:
     queue: str = field(default="grenier-fetch", metadata=_doc("Queue name of fetch jobs."))
     max_pending: int = field(default=1000, metadata=_doc("Queued jobs beyond which misses get 503 + Retry-After."))
 
+    @property
+    def claim_ttl(self) -> float:
+        """How long a URL's in-flight claim lives: long enough that a job redelivered after its worker died (a
+        heartbeat timeout later, then a whole second run) still owns its URL."""
+        return self.time_limit * 2 + self.heartbeat_timeout + 10
+
 
 @dataclass(frozen=True)
 class LogSettings:
@@ -194,21 +199,6 @@ class Settings:
         sec = self.security
         return Guard.from_lists(
             list(sec.allow_networks), list(sec.allow_hosts), list(sec.deny_hosts), list(sec.allow_ports)
-        )
-
-    @cached_property
-    def limits(self) -> Limits:
-        """The cache settings the pure policy needs."""
-        c = self.cache
-        return Limits(
-            default_ttl=c.default_ttl,
-            max_ttl=c.max_ttl,
-            heuristic_fraction=c.heuristic_fraction,
-            heuristic_max=c.heuristic_max,
-            stale_while_revalidate=c.stale_while_revalidate,
-            stale_if_error=c.stale_if_error,
-            stale_keep=c.stale_keep,
-            share_set_cookie=c.share_set_cookie,
         )
 
 

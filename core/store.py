@@ -33,28 +33,19 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
+from .counts import Count
 from .records import Cached, CorruptRecord, JobRecord, decode_cached
 
 log = logging.getLogger(__name__)
 
 PREFIX = "grenier"
 DONE_CHANNEL = f"{PREFIX}:job-done"
-COUNTERS = (
-    "hits",
-    "misses",
-    "refreshes",
-    "collapsed",
-    "jobs_done",
-    "jobs_failed",
-    "stored",
-    "not_stored",
-    "stale_if_error",
-)
+COUNTERS: tuple[Count, ...] = tuple(Count)
 
 
 def entry_key(url_hash: str) -> str:
@@ -69,7 +60,7 @@ def inflight_key(url_hash: str) -> str:
     return f"{PREFIX}:inflight:{url_hash}"
 
 
-def stat_key(name: str) -> str:
+def stat_key(name: Count) -> str:
     return f"{PREFIX}:stats:{name}"
 
 
@@ -108,7 +99,7 @@ class Store(Protocol):
         """The job's record once it has ended, or its latest record when ``timeout`` runs out."""
         ...
 
-    async def incr(self, counts: dict[str, int]) -> None: ...
+    async def incr(self, counts: Mapping[Count, int]) -> None: ...
 
     async def counters(self) -> dict[str, int]: ...
 
@@ -247,7 +238,7 @@ class RedisStore:
             if not fut.done():
                 fut.set_result(None)
 
-    async def incr(self, counts: dict[str, int]) -> None:
+    async def incr(self, counts: Mapping[Count, int]) -> None:
         if not counts:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -367,7 +358,7 @@ class MemoryStore:
                 if not waiting:
                     self._waiters.pop(job_id, None)
 
-    async def incr(self, counts: dict[str, int]) -> None:
+    async def incr(self, counts: Mapping[Count, int]) -> None:
         with self._lock:
             for name, n in counts.items():
                 key = stat_key(name)

@@ -55,6 +55,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _serve(settings: Settings) -> int:
     from proxy.app import serve
 
+    from .wiring import create_app
+
     async def main() -> None:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
@@ -62,7 +64,7 @@ def _serve(settings: Settings) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
-            await serve(settings, settings.server.host, settings.server.port)
+            await serve(create_app(settings), settings)
 
     asyncio.run(main())
     return 0

@@ -7,6 +7,7 @@ redelivery (see :mod:`jobs.broker`) and nothing else.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import os
@@ -15,14 +16,12 @@ import threading
 import time
 from multiprocessing.process import BaseProcess
 
-from dramatiq import Worker
-
 from core.logs import redact, setup_logging
 from core.settings import Settings
 from core.store import RedisStore
 
-from .actors import JobRuntime, declare
-from .broker import make_broker
+from .queues import open_queue
+from .runtime import JobRuntime
 
 log = logging.getLogger("grenier.worker")
 
@@ -33,22 +32,19 @@ MIN_HEALTHY_SECONDS = 5.0
 def worker_process(settings: Settings, index: int) -> None:
     """One worker process: its own broker connection, event loop thread and worker threads."""
     setup_logging(settings.log.level)
-    broker = make_broker(settings)
-    declare(broker, JobRuntime(settings, lambda: RedisStore.from_url(settings.redis.url)))
-    worker = Worker(
-        broker, worker_threads=settings.jobs.threads, worker_timeout=int(settings.jobs.poll_interval * 1000)
-    )
+    queue = open_queue(settings)
+    runtime = JobRuntime(settings, lambda: RedisStore.from_url(settings.redis.url))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    worker.start()
+    workers = queue.start_workers(runtime.run, threads=settings.jobs.threads, on_stop=runtime.close)
     log.info("worker process %d (pid %d) consuming %r", index, os.getpid(), settings.jobs.queue)
     parent = os.getppid()
     while not stop.wait(1.0):
         if os.getppid() != parent:  # the supervisor is gone: do not linger as an orphan
             break
-    worker.stop(timeout=int(settings.jobs.time_limit * 1000))
-    broker.close()
+    workers.stop(settings.jobs.time_limit)
+    asyncio.run(queue.close())
 
 
 class Supervisor:

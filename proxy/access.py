@@ -31,8 +31,7 @@ class ProxyAuthRequired(Problem):
     title = "Proxy Authentication Required"
 
     def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.headers["Proxy-Authenticate"] = 'Basic realm="grenier", charset="UTF-8"'
+        super().__init__(detail, headers={"Proxy-Authenticate": 'Basic realm="grenier", charset="UTF-8"'})
 
 
 class Unauthorized(Problem):
@@ -40,8 +39,7 @@ class Unauthorized(Problem):
     title = "Unauthorized"
 
     def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.headers["WWW-Authenticate"] = 'Bearer realm="grenier-admin"'
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="grenier-admin"'})
 
 
 def peer_address(request: web.Request) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -8,11 +8,10 @@ from typing import Any
 import http_sf
 from http_sf import Token
 
-CACHE_NAME = "grenier"
-
 
 @functools.lru_cache(maxsize=4096)
 def cache_status(
+    name: str,
     *,
     hit: bool = False,
     fwd: str | None = None,
@@ -22,7 +21,7 @@ def cache_status(
     collapsed: bool = False,
     detail: str | None = None,
 ) -> str:
-    """One list member naming this cache with the parameters that explain the answer (§2)."""
+    """One list member naming this cache (``server.pseudonym``) with the parameters that explain the answer (§2)."""
     params: dict[str, Any] = {}
     if hit:
         params["hit"] = True
@@ -38,4 +37,4 @@ def cache_status(
         params["collapsed"] = True
     if detail:
         params["detail"] = detail
-    return str(http_sf.ser([(Token(CACHE_NAME), params)]))
+    return str(http_sf.ser([(Token(name), params)]))

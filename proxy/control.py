@@ -7,8 +7,7 @@ import logging
 
 from aiohttp import web
 
-from core.problems import problem_response
-
+from .refusals import problem_response
 from .services import SERVICES
 
 log = logging.getLogger(__name__)
@@ -36,7 +35,7 @@ async def ready(request: web.Request) -> web.Response:
     checks: dict[str, str] = {}
     for name, check in (
         ("store", svc.store.ping()),
-        ("broker", asyncio.to_thread(svc.broker_ping)),
+        ("broker", svc.queue.ping()),
     ):
         try:
             async with asyncio.timeout(READY_TIMEOUT):

@@ -1,4 +1,9 @@
-"""Request handlers for cached targets, job polling and purges: read the store, ask :mod:`proxy.policy`, act."""
+"""Request handlers for cached targets, job polling and purges: read the store, ask :mod:`core.policy`, act.
+
+``serve_target`` reads the clock once and routes: a request the cache must not answer is relayed
+(:func:`_relay_reason`), a usable stored response is served (:func:`_hit`, :func:`_serve_stale`), anything else
+goes down the miss path (:func:`_miss`).
+"""
 
 from __future__ import annotations
 
@@ -10,16 +15,19 @@ from typing import assert_never
 
 from aiohttp import web
 
-from core import forwarding, lookup, netguard, policy
+from core import forwarding, lookup, policy
+from core.counts import Count
+from core.outcome import shareable
 from core.policy import Headers
-from core.problems import MethodNotAllowed, NotFound, Problem, problem_response
-from core.records import JobRecord
-from core.targets import host_port, normalize
+from core.problems import MethodNotAllowed, NotFound, Problem
+from core.records import JobRecord, StoredResponse
+from core.targets import normalize
 
 from . import passthrough, prefer, responses
 from .access import peer_address
 from .cache_status import cache_status
 from .dispatch import Started
+from .refusals import problem_response
 from .services import SERVICES, Services
 
 log = logging.getLogger(__name__)
@@ -42,73 +50,123 @@ async def serve_target(request: web.Request, url: str, *, api: bool = False) -> 
     straight upstream: they are never answered from nor stored into a shared entry (RFC 9111 §3.5).
     """
     svc = request.app[SERVICES]
+    now = time.time()
     req_headers: Headers = tuple(request.headers.items())
-    if forwarding.is_loop(req_headers, svc.pseudonym):
-        raise LoopDetected(f"this request already went through {svc.pseudonym}: refusing to fetch it again")
-    guarded = not svc.trusted(url)
-    if guarded:
-        netguard.check_host(*host_port(url), svc.guard)
-    if request.method not in CACHEABLE_METHODS:
-        if api:
-            problem = MethodNotAllowed(f"{request.method} is not supported on /fetch: it serves GET and HEAD")
-            problem.headers["Allow"] = ", ".join(CACHEABLE_METHODS)
-            raise problem
-        return await passthrough.relay(request, url, fwd="method")
-    if not api and any(policy.values(req_headers, name) for name in CREDENTIALS):
-        return await passthrough.relay(request, url, fwd="bypass", detail="request carries credentials")
-
-    since = time.time()
+    relay = _relay_reason(svc, request.method, url, req_headers, api=api)
+    if relay is not None:
+        return await passthrough.relay(request, url, *relay)
     # Variants are selected by what the origin is sent (§4.1): the forwarded fields, not whatever the client wrote.
     sent = forwarding.for_job(req_headers, svc.settings.upstream.forward_headers)
     found = await lookup.find(svc.store, url, sent)
-    decision = policy.decide(req_headers, found.entry.times if found.entry else None, since, svc.limits)
+    decision = policy.decide(req_headers, found.entry.times if found.entry else None, now, svc.settings.cache)
     match decision:
-        case policy.Hit(ttl=ttl):
+        case policy.Hit():
             assert found.entry is not None
-            svc.counters.add("hits")
-            field = cache_status(hit=True, ttl=ttl, detail="stale (max-stale)" if ttl < 0 else None)
-            return responses.from_entry(req_headers, found.entry, field, pseudonym=svc.pseudonym)
-        case policy.ServeStale(ttl=ttl):
+            return _hit(svc, req_headers, found.entry, decision, now)
+        case policy.ServeStale():
             assert found.entry is not None
-            svc.counters.add("hits")
-            try:
-                await start_fetch(svc, request, url, found, sent, since=since)
-            except Problem as exc:  # the stale answer stands; the refresh waits for the next request
-                log.info("background refresh of %s not started: %s", url, exc.detail)
-            field = cache_status(hit=True, ttl=ttl, detail="stale-while-revalidate")
-            return responses.from_entry(req_headers, found.entry, field, pseudonym=svc.pseudonym)
+            return await _serve_stale(svc, request, url, found, sent, stale=decision, now=now)
         case policy.Forward(fwd=fwd, detail=detail):
             if fwd == "uri-miss" and found.vary_miss:
                 fwd = "vary-miss"
+            return await _miss(svc, request, url, found, sent, now=now, fwd=fwd, detail=detail, api=api)
         case _:
             assert_never(decision)
 
+
+def _relay_reason(
+    svc: Services, method: str, url: str, req_headers: Headers, *, api: bool
+) -> tuple[str, str | None] | None:
+    """Refuse loops and targets the SSRF guard refuses by their spelling; say why a request goes straight upstream
+    (its ``fwd`` and detail), or ``None`` when the cache may answer it."""
+    if forwarding.is_loop(req_headers, svc.pseudonym):
+        raise LoopDetected(f"this request already went through {svc.pseudonym}: refusing to fetch it again")
+    svc.upstream.check_spelling(url)
+    if method not in CACHEABLE_METHODS:
+        if api:
+            raise MethodNotAllowed(
+                f"{method} is not supported on /fetch: it serves GET and HEAD",
+                headers={"Allow": ", ".join(CACHEABLE_METHODS)},
+            )
+        return "method", None
+    if not api and any(policy.values(req_headers, name) for name in CREDENTIALS):
+        return "bypass", "request carries credentials"
+    return None
+
+
+def _hit(svc: Services, req_headers: Headers, entry: StoredResponse, hit: policy.Hit, now: float) -> web.Response:
+    svc.counters.add(Count.HITS)
+    field = cache_status(svc.pseudonym, hit=True, ttl=hit.ttl, detail="stale (max-stale)" if hit.ttl < 0 else None)
+    return responses.from_entry(req_headers, entry, field, pseudonym=svc.pseudonym, now=now)
+
+
+async def _serve_stale(
+    svc: Services,
+    request: web.Request,
+    url: str,
+    found: lookup.Found,
+    sent: Headers,
+    *,
+    stale: policy.ServeStale,
+    now: float,
+) -> web.Response:
+    """RFC 5861 §3: the stale response now, and a refresh job started (or joined) behind it."""
+    assert found.entry is not None
+    svc.counters.add(Count.HITS)
+    try:
+        await start_fetch(svc, request, url, found, sent, since=now)
+    except Problem as exc:  # the stale answer stands; the refresh waits for the next request
+        log.info("background refresh of %s not started: %s", url, exc.detail)
+    field = cache_status(svc.pseudonym, hit=True, ttl=stale.ttl, detail="stale-while-revalidate")
+    return responses.from_entry(tuple(request.headers.items()), found.entry, field, pseudonym=svc.pseudonym, now=now)
+
+
+async def _miss(
+    svc: Services,
+    request: web.Request,
+    url: str,
+    found: lookup.Found,
+    sent: Headers,
+    *,
+    now: float,
+    fwd: str,
+    detail: str | None,
+    api: bool,
+) -> web.StreamResponse:
+    """No usable stored response: start (or join) the fetch, then wait for it or answer 202."""
+    req_headers: Headers = tuple(request.headers.items())
     if policy.CacheControl.of(req_headers).only_if_cached:
         return problem_response(
             504,
             "Not Cached",
             "only-if-cached was requested and no usable response is stored",
-            headers={"Cache-Status": cache_status(fwd=fwd, detail="only-if-cached")},
+            headers={"Cache-Status": cache_status(svc.pseudonym, fwd=fwd, detail="only-if-cached")},
         )
-    if guarded:
-        await netguard.resolve_and_check(*host_port(url), svc.guard)
-    started = await start_fetch(svc, request, url, found, sent, since=since)
-    svc.counters.add("refreshes" if fwd == "request" else "misses")
+    await svc.upstream.admit(url)
+    started = await start_fetch(svc, request, url, found, sent, since=now)
+    svc.counters.add(Count.REFRESHES if fwd == "request" else Count.MISSES)
     if not api and policy.first(req_headers, "range") is not None:
         # No stored response answers this range: relay it now (never store a part as the whole); the job just
         # started stores the whole response for the next request. (/fetch never relays: its request's fields are
         # meant for grenier, not the target; its range is cut from the job's whole response instead.)
-        return await passthrough.relay(request, url, fwd="bypass", detail="range request not answerable from cache")
+        return await passthrough.relay(request, url, "bypass", "range request not answerable from cache")
     record = await _wait(svc, request, started.record)
-    if started.joined and not record.pending and not _shareable(record, sent):
+    if started.joined and record.outcome is not None and not shareable(record.outcome, sent):
         # Collapsed onto a fetch whose response is not ours to use (another variant, or not shareable): fetch ours.
-        started = await start_fetch(svc, request, url, found, sent, since=since, own=True)
+        started = await start_fetch(svc, request, url, found, sent, since=now, own=True)
         record = await _wait(svc, request, started.record)
-    if not record.pending:
-        return responses.outcome(
-            req_headers, record, pseudonym=svc.pseudonym, fwd=fwd, collapsed=started.joined, detail=detail
-        )
-    return responses.accepted(record, fwd=fwd, collapsed=started.joined, detail=detail)
+    if record.pending:
+        return responses.accepted(record, pseudonym=svc.pseudonym, fwd=fwd, collapsed=started.joined, detail=detail)
+    # The response leaves now, after the wait: its Age and Cache-Status ttl are read at this one later instant.
+    return responses.outcome(
+        req_headers,
+        record,
+        pseudonym=svc.pseudonym,
+        now=time.time(),
+        fwd=fwd,
+        collapsed=started.joined,
+        detail=detail,
+    )
 
 
 async def start_fetch(
@@ -124,11 +182,11 @@ async def start_fetch(
     """Start or join the fetch of ``url`` with the forwarded fields ``sent`` (``own``: a fetch no other request
     joins); a new fetch first passes the client's miss rate and the queue's backlog."""
     flight = f"{found.key}:own:{uuid.uuid4().hex}" if own else found.key
-    svc.limiter.take(str(peer_address(request)))
+    svc.miss_rate.take(str(peer_address(request)))
     await svc.check_backlog()
     started = await svc.dispatcher.start(url, flight=flight, since=since, headers=sent)
     if started.joined:
-        svc.counters.add("collapsed")
+        svc.counters.add(Count.COLLAPSED)
     return started
 
 
@@ -137,19 +195,6 @@ async def _wait(svc: Services, request: web.Request, record: JobRecord) -> JobRe
     if wait > 0 and record.pending:
         return await svc.store.wait_job(record.id, wait) or record
     return record
-
-
-def _shareable(record: JobRecord, sent: Headers) -> bool:
-    """May a request that joined this job use its outcome? Failures and stored responses are shared; an unstored
-    response belongs to the request that fetched it, and a variant to the requests it matches (§4.1)."""
-    if record.state == "failed" or record.response is None:
-        return True
-    if not (record.stored or record.detail == "stale-if-error"):
-        return False
-    fields = policy.vary_fields(record.response.headers)
-    if not fields or record.variant is None:
-        return True
-    return fields != ("*",) and policy.variant_key(fields, sent) == record.variant
 
 
 #: Pages fetched for a client are served from grenier's own origin by /fetch and the job endpoint: sandbox them,
@@ -174,8 +219,10 @@ async def job(request: web.Request) -> web.StreamResponse:
     if record is None:
         raise NotFound(f"no job {job_id!r}: it never existed or its record has expired")
     if record.pending:
-        return responses.accepted(record, fwd="uri-miss")
-    response = responses.outcome(tuple(request.headers.items()), record, pseudonym=svc.pseudonym, fwd="uri-miss")
+        return responses.accepted(record, pseudonym=svc.pseudonym, fwd="uri-miss")
+    response = responses.outcome(
+        tuple(request.headers.items()), record, pseudonym=svc.pseudonym, now=time.time(), fwd="uri-miss"
+    )
     response.headers.update(FOREIGN_CONTENT)
     return response
 

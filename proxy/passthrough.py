@@ -13,10 +13,11 @@ import aiohttp
 from aiohttp import web
 
 from core import forwarding, lookup, netguard, policy
-from core.problems import Problem, problem_response
+from core.problems import Problem
 from core.targets import normalize
 
 from .cache_status import cache_status
+from .refusals import problem_response
 from .services import SERVICES
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ async def relay(request: web.Request, url: str, fwd: str, detail: str | None = N
     svc = request.app[SERVICES]
     body = await _body(request, svc.settings.server.max_body_bytes)
     try:
-        upstream = await svc.session_for(url).request(
+        upstream = await svc.upstream.session_for(url).request(
             request.method,
             url,
             headers=list(forwarding.for_passthrough(request.headers.items(), svc.pseudonym)),
@@ -55,7 +56,7 @@ async def relay(request: web.Request, url: str, fwd: str, detail: str | None = N
             504,
             "Upstream Timeout",
             f"upstream did not answer in time for {request.method}",
-            headers={"Cache-Status": cache_status(fwd=fwd, detail="timeout")},
+            headers={"Cache-Status": cache_status(svc.pseudonym, fwd=fwd, detail="timeout")},
         )
     except aiohttp.ClientError as exc:
         refusal = netguard.refusal_of(exc)
@@ -65,7 +66,7 @@ async def relay(request: web.Request, url: str, fwd: str, detail: str | None = N
             502,
             "Bad Gateway",
             f"cannot reach upstream: {exc}",
-            headers={"Cache-Status": cache_status(fwd=fwd, detail="connect")},
+            headers={"Cache-Status": cache_status(svc.pseudonym, fwd=fwd, detail="connect")},
         )
     async with upstream:
         fields = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream.raw_headers]
@@ -78,7 +79,9 @@ async def relay(request: web.Request, url: str, fwd: str, detail: str | None = N
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
         for k, v in forwarding.with_via(forwarding.end_to_end(fields), svc.pseudonym):
             response.headers.add(k, v)
-        response.headers["Cache-Status"] = cache_status(fwd=fwd, fwd_status=upstream.status, detail=detail)
+        response.headers["Cache-Status"] = cache_status(
+            svc.pseudonym, fwd=fwd, fwd_status=upstream.status, detail=detail
+        )
         await response.prepare(request)
         try:
             async for chunk in upstream.content.iter_chunked(64 * 1024):

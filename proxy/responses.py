@@ -1,25 +1,31 @@
-"""Building client responses from records: a stored entry, a job's outcome, a job still pending."""
+"""Building client responses from records: a stored entry, a job's outcome, a job still pending.
+
+Every builder takes the response's ``now`` from its caller, so the ``Age`` and the Cache-Status ``ttl`` of one
+response are computed at one instant.
+"""
 
 from __future__ import annotations
 
-import time
+from typing import assert_never
 
 from aiohttp import web
 from multidict import CIMultiDict
 
 from core import policy
+from core.outcome import Failed, Fetched
 from core.policy import Headers
-from core.problems import problem_response
 from core.records import JobRecord, StoredResponse
 
 from .cache_status import cache_status
 from .ranges import Unsatisfiable, byte_range
+from .refusals import problem_response
 
 #: Fields recomputed for every response rather than replayed from the store.
 _REPLACED = frozenset({"content-length", "age", "cache-status"})
 
 
-#: How a failed job's cause reads as a status: the upstream timed out, or the target was refused (SSRF guard).
+#: How a failed job's cause reads as a status: the upstream timed out, or the target was refused (SSRF guard);
+#: anything else is a bad gateway.
 _FAILURES = {"timeout": (504, "Upstream Timeout"), "refused": (403, "Forbidden target")}
 
 
@@ -36,11 +42,10 @@ def _fields(pairs: Headers, age: float, status_field: str, pseudonym: str) -> CI
 
 
 def from_entry(
-    request_headers: Headers, entry: StoredResponse, status_field: str, *, pseudonym: str, now: float | None = None
+    request_headers: Headers, entry: StoredResponse, status_field: str, *, pseudonym: str, now: float
 ) -> web.Response:
     """The stored response for this request: a 304 when its conditionals match (§4.3.2), one byte range when
     asked (RFC 9110 §14), else the whole of it; always with a fresh ``Age`` (§4.2.3) and ``Cache-Status``."""
-    now = time.time() if now is None else now
     age = policy.current_age(entry.headers, entry.request_time, entry.response_time, now)
     if policy.not_modified(request_headers, entry.status, entry.headers):
         return web.Response(
@@ -71,39 +76,50 @@ def outcome(
     record: JobRecord,
     *,
     pseudonym: str,
+    now: float,
     fwd: str,
     collapsed: bool = False,
     detail: str | None = None,
 ) -> web.Response:
     """A finished job as the client sees it: the fetched response, or a problem naming why there is none."""
-    if record.state == "failed" or record.response is None:
-        status, title = _FAILURES.get(record.error_kind or "", (502, "Bad Gateway"))
-        return problem_response(
-            status,
-            title,
-            record.error or "the fetch failed",
-            instance=job_location(record.id),
-            url=record.url,
-            cause=record.error_kind,
-            headers={"Cache-Status": cache_status(fwd=fwd, collapsed=collapsed, detail=record.error_kind)},
-        )
-    entry = record.response
-    now = time.time()
-    ttl = None
-    if record.stored or record.detail == "stale-if-error":
-        ttl = entry.lifetime - policy.current_age(entry.headers, entry.request_time, entry.response_time, now)
-    field = cache_status(
-        fwd=fwd,
-        fwd_status=record.fwd_status if record.fwd_status is not None else entry.status,
-        ttl=ttl,
-        stored=record.stored,
-        collapsed=collapsed,
-        detail=record.detail or detail or record.not_stored,
-    )
-    return from_entry(request_headers, entry, field, pseudonym=pseudonym, now=now)
+    match record.outcome:
+        case Failed(kind=kind, detail=why):
+            status, title = _FAILURES.get(kind, (502, "Bad Gateway"))
+            return problem_response(
+                status,
+                title,
+                why,
+                instance=job_location(record.id),
+                url=record.url,
+                cause=kind,
+                headers={"Cache-Status": cache_status(pseudonym, fwd=fwd, collapsed=collapsed, detail=kind)},
+            )
+        case Fetched() as got:
+            entry = got.response
+            ttl = None
+            if got.from_cache:
+                ttl = entry.lifetime - policy.current_age(entry.headers, entry.request_time, entry.response_time, now)
+            field = cache_status(
+                pseudonym,
+                fwd=fwd,
+                fwd_status=got.fwd_status if got.fwd_status is not None else entry.status,
+                ttl=ttl,
+                stored=got.stored,
+                collapsed=collapsed,
+                detail=got.detail or detail or got.not_stored,
+            )
+            return from_entry(request_headers, entry, field, pseudonym=pseudonym, now=now)
+        case None:  # a pending record: the callers answer 202 for those; a corrupt ended one has nothing to give
+            return problem_response(
+                502, "Bad Gateway", "the job ended without an outcome", instance=job_location(record.id)
+            )
+        case _:
+            assert_never(record.outcome)
 
 
-def accepted(record: JobRecord, *, fwd: str, collapsed: bool = False, detail: str | None = None) -> web.Response:
+def accepted(
+    record: JobRecord, *, pseudonym: str, fwd: str, collapsed: bool = False, detail: str | None = None
+) -> web.Response:
     """``202 Accepted`` pointing at the job (RFC 9110 §15.3.3)."""
     location = job_location(record.id)
     return web.json_response(
@@ -112,7 +128,7 @@ def accepted(record: JobRecord, *, fwd: str, collapsed: bool = False, detail: st
         headers={
             "Location": location,
             "Retry-After": "1",
-            "Cache-Status": cache_status(fwd=fwd, collapsed=collapsed, detail=detail),
+            "Cache-Status": cache_status(pseudonym, fwd=fwd, collapsed=collapsed, detail=detail),
             "Cache-Control": "no-store",
         },
     )

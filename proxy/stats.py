@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections import Counter
 
+from core.counts import Count
 from core.store import Store
 
 log = logging.getLogger(__name__)
@@ -20,10 +21,10 @@ class Counters:
     def __init__(self, store: Store, interval: float = 1.0) -> None:
         self.store = store
         self.interval = interval
-        self.pending: Counter[str] = Counter()
+        self.pending: Counter[Count] = Counter()
         self._task: asyncio.Task[None] | None = None
 
-    def add(self, name: str, n: int = 1) -> None:
+    def add(self, name: Count, n: int = 1) -> None:
         self.pending[name] += n
 
     async def flush(self) -> None:

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import html
 import time
+from typing import assert_never
 from urllib.parse import quote
 
 from aiohttp import web
 
-from core import forwarding, lookup, netguard, policy
+from core import forwarding, lookup, policy
+from core.counts import Count
+from core.outcome import Failed, Fetched
 from core.problems import NotFound
-from core.targets import host_port, normalize
+from core.targets import normalize
 
 from .handlers import JOB_ID, start_fetch
 from .responses import job_location
@@ -65,15 +68,13 @@ async def submit(request: web.Request) -> web.StreamResponse:
     url = normalize(request.query.get("url"))
     force = request.query.get("force") == "1"
     headers = forwarding.for_job(request.headers.items(), svc.settings.upstream.forward_headers)
-    if not svc.trusted(url):
-        netguard.check_host(*host_port(url), svc.guard)
-        await netguard.resolve_and_check(*host_port(url), svc.guard)
+    await svc.upstream.admit(url)
     since = time.time()
     found = await lookup.find(svc.store, url, headers)
     if not force:
-        decision = policy.decide(headers, found.entry.times if found.entry else None, since, svc.limits)
+        decision = policy.decide(headers, found.entry.times if found.entry else None, since, svc.settings.cache)
         if isinstance(decision, policy.Hit):
-            svc.counters.add("hits")
+            svc.counters.add(Count.HITS)
             src = f"/_grenier/fetch?url={quote(url, safe='')}"
             meta = f"served from cache · age {decision.age} s · fresh for {decision.ttl} s more"
             return _page(
@@ -82,7 +83,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
                 f'<iframe sandbox src="{html.escape(src)}" title="cached page"></iframe>',
             )
     started = await start_fetch(svc, request, url, found, headers, since=since)
-    svc.counters.add("refreshes" if force else "misses")
+    svc.counters.add(Count.REFRESHES if force else Count.MISSES)
     raise web.HTTPSeeOther(f"/_grenier/ui/jobs/{started.record.id}")
 
 
@@ -98,13 +99,17 @@ async def job_page(request: web.Request) -> web.Response:
             f"({html.escape(record.state)})… this page refreshes itself.</p>",
             refresh=True,
         )
-    if record.state == "failed":
-        summary = f"fetch failed: {record.error}"
-    else:
-        assert record.response is not None
-        summary = f"status {record.response.status} · " + (
-            "stored in the cache" if record.stored else f"not stored: {record.not_stored}"
-        )
+    match record.outcome:
+        case Fetched(response=response, stored=stored, not_stored=not_stored):
+            summary = f"status {response.status} · " + (
+                "stored in the cache" if stored else f"not stored: {not_stored}"
+            )
+        case Failed(detail=detail):
+            summary = f"fetch failed: {detail}"
+        case None:
+            summary = "the job ended without an outcome"
+        case _:
+            assert_never(record.outcome)
     return _page(
         record.url,
         f"{_form(record.url)}<p class=meta>{html.escape(summary)}</p>"

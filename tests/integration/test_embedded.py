@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from core.settings import build
-from proxy.app import create_app
+from grenier.wiring import create_app
 
 from .origin import Origin
 from .support import CLOSED_PORT, Launcher, Reply, base_env, fetch_url, get, poll_job

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from core import policy, targets
 from core.problems import Problem
+from core.settings import CacheSettings
 from proxy import prefer
 
 PROPS = settings(max_examples=300, deadline=None, derandomize=True)
@@ -139,7 +140,7 @@ field_values = st.one_of(cache_control_values, dates, st.integers(-(2**40), 2**4
 header_lists = st.lists(st.tuples(field_names, field_values), max_size=8).map(tuple)
 times = st.floats(min_value=-1e10, max_value=1e11, allow_nan=False, allow_infinity=False)
 limits = st.builds(
-    policy.Limits,
+    CacheSettings,
     default_ttl=st.floats(0, 1e6),
     max_ttl=st.floats(0, 1e7),
     heuristic_fraction=st.floats(0, 1),
@@ -208,7 +209,7 @@ stored_times = st.one_of(
 @PROPS
 @given(header_lists, stored_times, times, limits)
 def test_decide_never_raises_and_hits_have_a_non_negative_age(
-    request_headers: policy.Headers, stored: policy.StoredTimes | None, now: float, lim: policy.Limits
+    request_headers: policy.Headers, stored: policy.StoredTimes | None, now: float, lim: CacheSettings
 ) -> None:
     decision = policy.decide(request_headers, stored, now, lim)
     assert isinstance(decision, policy.Hit | policy.ServeStale | policy.Forward)
@@ -226,7 +227,7 @@ def test_decide_never_raises_and_hits_have_a_non_negative_age(
     limits,
 )
 def test_not_storable_reason_never_raises(
-    method: str, status: int, request_headers: policy.Headers, response_headers: policy.Headers, lim: policy.Limits
+    method: str, status: int, request_headers: policy.Headers, response_headers: policy.Headers, lim: CacheSettings
 ) -> None:
     reason = policy.not_storable_reason(method, status, request_headers, response_headers, lim)
     assert reason is None or (isinstance(reason, str) and reason)

@@ -8,7 +8,7 @@ import http_sf
 import pytest
 from http_sf import Token
 
-from proxy.cache_status import CACHE_NAME, cache_status
+from proxy.cache_status import cache_status
 
 CASES: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
     # id, arguments, serialised field, parsed parameters
@@ -79,17 +79,17 @@ CASES: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
 @pytest.mark.parametrize(("kwargs", "field", "params"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_cache_status_serialisation(kwargs: dict[str, Any], field: str, params: dict[str, Any]) -> None:
     """RFC 9211 §2: one list member, the cache's name as a token, its parameters in order."""
-    assert cache_status(**kwargs) == field
+    assert cache_status("grenier", **kwargs) == field
 
 
 @pytest.mark.parametrize(("kwargs", "field", "params"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_cache_status_is_a_structured_field_list(kwargs: dict[str, Any], field: str, params: dict[str, Any]) -> None:
     """RFC 9211 §2: the field is an RFC 8941 List whose member is a Token naming the cache."""
-    parsed: Any = http_sf.parse(cache_status(**kwargs).encode("ascii"), tltype="list")
+    parsed: Any = http_sf.parse(cache_status("grenier", **kwargs).encode("ascii"), tltype="list")
     assert isinstance(parsed, list)
     assert len(parsed) == 1
     name, got = parsed[0]
-    assert name == Token(CACHE_NAME)
+    assert name == Token("grenier")
     assert isinstance(name, Token)
     assert got == params
     assert list(got) == list(params)  # parameter order is as serialised
@@ -101,3 +101,8 @@ def test_cache_status_is_a_structured_field_list(kwargs: dict[str, Any], field: 
     if "detail" in got:
         assert isinstance(got["detail"], str)
         assert not isinstance(got["detail"], Token)
+
+
+def test_cache_status_names_the_configured_cache() -> None:
+    """RFC 9211 §2: the member names this cache, which is ``server.pseudonym`` (also its Via and CDN-Loop name)."""
+    assert cache_status("edge-7", hit=True, ttl=5) == "edge-7;hit;ttl=5"

@@ -15,7 +15,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from core.netguard import Guard
-from core.upstream import USER_AGENT, FetchLimits, UpstreamError, backoff, fetch, new_session
+from core.settings import UpstreamSettings
+from core.upstream import USER_AGENT, UpstreamError, backoff, fetch, new_session
 
 GZIPPED = gzip.compress(b"hello, compressed world\n" * 50, mtime=0)
 CAP = 1000
@@ -147,11 +148,11 @@ async def origin(aiohttp_server: AiohttpServer) -> AsyncIterator[tuple[Origin, s
     o.release.set()
 
 
-LIMITS = FetchLimits(connect_timeout=2.0, total_timeout=10.0, max_body_bytes=CAP, retries=0, retry_backoff=0.01)
+LIMITS = UpstreamSettings(connect_timeout=2.0, total_timeout=10.0, max_body_bytes=CAP, retries=0, retry_backoff=0.01)
 
 
 async def _fetch(
-    url: str, limits: FetchLimits = LIMITS, headers: tuple[tuple[str, str], ...] = (), guard: Guard | None = None
+    url: str, limits: UpstreamSettings = LIMITS, headers: tuple[tuple[str, str], ...] = (), guard: Guard | None = None
 ) -> Any:
     """Without a guard, as for the operator's own reverse-proxy origin (these origins are on loopback)."""
     async with new_session(limits, guard) as session:
@@ -215,7 +216,7 @@ async def test_fetch_returns_error_statuses_as_responses(
     origin: tuple[Origin, str], path: str, status: int, body: bytes
 ) -> None:
     _, base = origin
-    got = await _fetch(base + path, FetchLimits(max_body_bytes=CAP, retries=2, retry_backoff=0.01))
+    got = await _fetch(base + path, UpstreamSettings(max_body_bytes=CAP, retries=2, retry_backoff=0.01))
     assert got.status == status
     assert got.body == body
 
@@ -255,7 +256,7 @@ async def test_chunked_response_has_no_content_length(origin: tuple[Origin, str]
 @pytest.mark.parametrize("path", ["/slow", "/slow-body"], ids=["no-headers", "stalled-body"])
 async def test_slow_origin_times_out(origin: tuple[Origin, str], path: str) -> None:
     _, base = origin
-    limits = FetchLimits(connect_timeout=2.0, total_timeout=0.3, max_body_bytes=CAP, retries=2, retry_backoff=0.01)
+    limits = UpstreamSettings(connect_timeout=2.0, total_timeout=0.3, max_body_bytes=CAP, retries=2, retry_backoff=0.01)
     with pytest.raises(UpstreamError) as info:
         await _fetch(base + path, limits)
     assert info.value.kind == "timeout"
@@ -270,7 +271,7 @@ def _closed_port() -> int:
 
 
 async def test_connection_refused_is_connect_error() -> None:
-    limits = FetchLimits(connect_timeout=2.0, total_timeout=5.0, max_body_bytes=CAP, retries=2, retry_backoff=0.01)
+    limits = UpstreamSettings(connect_timeout=2.0, total_timeout=5.0, max_body_bytes=CAP, retries=2, retry_backoff=0.01)
     with pytest.raises(UpstreamError) as info:
         await _fetch(f"http://127.0.0.1:{_closed_port()}/", limits)
     assert info.value.kind == "connect"
@@ -320,7 +321,7 @@ async def dropping() -> AsyncIterator[tuple[DroppingOrigin, int]]:
 @pytest.mark.parametrize("retries", [0, 1, 3], ids=["no-retry", "one-retry", "three-retries"])
 async def test_connection_errors_are_retried(dropping: tuple[DroppingOrigin, int], retries: int) -> None:
     o, port = dropping
-    limits = FetchLimits(
+    limits = UpstreamSettings(
         connect_timeout=2.0, total_timeout=5.0, max_body_bytes=CAP, retries=retries, retry_backoff=0.01
     )
     with pytest.raises(UpstreamError) as info:
@@ -335,7 +336,9 @@ async def test_protocol_error_is_not_retried() -> None:
     o = GarbageOrigin()
     port = await o.start()
     try:
-        limits = FetchLimits(connect_timeout=2.0, total_timeout=5.0, max_body_bytes=CAP, retries=3, retry_backoff=0.01)
+        limits = UpstreamSettings(
+            connect_timeout=2.0, total_timeout=5.0, max_body_bytes=CAP, retries=3, retry_backoff=0.01
+        )
         with pytest.raises(UpstreamError) as info:
             await _fetch(f"http://127.0.0.1:{port}/", limits)
         assert info.value.kind == "protocol"
@@ -371,7 +374,7 @@ def test_upstream_error_carries_kind_and_detail() -> None:
 
 
 async def test_new_session_settings() -> None:
-    limits = FetchLimits(connect_timeout=1.5, total_timeout=7.0)
+    limits = UpstreamSettings(connect_timeout=1.5, total_timeout=7.0)
     async with new_session(limits, None) as session:
         assert isinstance(session, aiohttp.ClientSession)
         assert session.timeout.total == 7.0

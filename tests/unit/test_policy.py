@@ -7,10 +7,11 @@ from email.utils import formatdate
 import pytest
 
 from core import policy
-from core.policy import CacheControl, Forward, Headers, Hit, Limits, ServeStale, StoredTimes
+from core.policy import CacheControl, Forward, Headers, Hit, ServeStale, StoredTimes
+from core.settings import CacheSettings
 
 T0 = 1_800_000_000.0  # a fixed "now" for every row
-LIMITS = Limits(default_ttl=30, max_ttl=86400, heuristic_fraction=0.1, heuristic_max=86400, stale_keep=86400)
+RULES = CacheSettings(default_ttl=30, max_ttl=86400, heuristic_fraction=0.1, heuristic_max=86400, stale_keep=86400)
 
 
 def date(offset: float) -> str:
@@ -131,7 +132,7 @@ STORE_CASES: list[tuple[str, str, int, Headers, Headers, str | None]] = [
     ("section", "method", "status", "req", "resp", "reason"), STORE_CASES, ids=[c[0] for c in STORE_CASES]
 )
 def test_storability(section: str, method: str, status: int, req: Headers, resp: Headers, reason: str | None) -> None:
-    got = policy.not_storable_reason(method, status, req, resp, LIMITS)
+    got = policy.not_storable_reason(method, status, req, resp, RULES)
     if reason is None:
         assert got is None, section
     else:
@@ -141,7 +142,7 @@ def test_storability(section: str, method: str, status: int, req: Headers, resp:
 
 def test_set_cookie_shared_when_configured() -> None:
     """§3: sharing Set-Cookie responses is the operator's choice."""
-    limits = Limits(share_set_cookie=True)
+    limits = CacheSettings(share_set_cookie=True)
     assert policy.not_storable_reason("GET", 200, (), h(("Set-Cookie", "a=b")), limits) is None
 
 
@@ -234,12 +235,12 @@ LIFETIME_CASES: list[tuple[str, int, Headers, float]] = [
     ("section", "status", "headers", "lifetime"), LIFETIME_CASES, ids=[c[0] for c in LIFETIME_CASES]
 )
 def test_freshness_lifetime(section: str, status: int, headers: Headers, lifetime: float) -> None:
-    assert policy.freshness_lifetime(status, headers, T0, LIMITS) == pytest.approx(lifetime), section
+    assert policy.freshness_lifetime(status, headers, T0, RULES) == pytest.approx(lifetime), section
 
 
 def test_default_ttl_zero_means_validate_every_use() -> None:
     """Strict reading: no explicit or heuristic freshness and default_ttl 0 -> lifetime 0 (always stale)."""
-    assert policy.freshness_lifetime(200, (), T0, Limits(default_ttl=0)) == 0
+    assert policy.freshness_lifetime(200, (), T0, CacheSettings(default_ttl=0)) == 0
 
 
 # --- age (§4.2.3) ---------------------------------------------------------------------------------------------
@@ -463,22 +464,22 @@ DECIDE_CASES: list[tuple[str, Headers, StoredTimes | None, float, policy.Decisio
 
 @pytest.mark.parametrize(("section", "req", "entry", "now", "expected"), DECIDE_CASES, ids=[c[0] for c in DECIDE_CASES])
 def test_decide(section: str, req: Headers, entry: StoredTimes | None, now: float, expected: policy.Decision) -> None:
-    assert policy.decide(req, entry, T0 + now, LIMITS) == expected, section
+    assert policy.decide(req, entry, T0 + now, RULES) == expected, section
 
 
 def test_operator_default_stale_while_revalidate() -> None:
     """RFC 5861 defaults from config apply when the response sets none (like Varnish grace)."""
-    limits = Limits(stale_while_revalidate=30)
+    limits = CacheSettings(stale_while_revalidate=30)
     assert policy.decide((), stored(60), T0 + 80, limits) == ServeStale(age=80, ttl=-20)
 
 
-SIE_CASES: list[tuple[str, Headers, StoredTimes, float, Limits, bool]] = [
+SIE_CASES: list[tuple[str, Headers, StoredTimes, float, bool]] = [
     (
         "RFC 5861 §4 within stale-if-error",
         (),
         stored(60, ("Cache-Control", "max-age=60, stale-if-error=100")),
         100,
-        LIMITS,
+        RULES,
         True,
     ),
     (
@@ -486,11 +487,11 @@ SIE_CASES: list[tuple[str, Headers, StoredTimes, float, Limits, bool]] = [
         (),
         stored(60, ("Cache-Control", "max-age=60, stale-if-error=10")),
         100,
-        LIMITS,
+        RULES,
         False,
     ),
-    ("RFC 5861 §4 none given", (), stored(60), 100, LIMITS, False),
-    ("RFC 5861 §4 operator default", (), stored(60), 100, Limits(stale_if_error=60), True),
+    ("RFC 5861 §4 none given", (), stored(60), 100, RULES, False),
+    ("RFC 5861 §4 operator default", (), stored(60), 100, CacheSettings(stale_if_error=60), True),
     (
         "RFC 5861 §4 request stale-if-error",
         h(
@@ -498,7 +499,7 @@ SIE_CASES: list[tuple[str, Headers, StoredTimes, float, Limits, bool]] = [
         ),
         stored(60),
         100,
-        LIMITS,
+        RULES,
         True,
     ),
     (
@@ -506,7 +507,7 @@ SIE_CASES: list[tuple[str, Headers, StoredTimes, float, Limits, bool]] = [
         (),
         stored(60, ("Cache-Control", "max-age=60, must-revalidate, stale-if-error=100")),
         100,
-        LIMITS,
+        RULES,
         False,
     ),
 ]
@@ -516,7 +517,7 @@ SIE_CASES: list[tuple[str, Headers, StoredTimes, float, Limits, bool]] = [
     ("section", "req", "entry", "now", "limits", "allowed"), SIE_CASES, ids=[c[0] for c in SIE_CASES]
 )
 def test_stale_if_error(
-    section: str, req: Headers, entry: StoredTimes, now: float, limits: Limits, allowed: bool
+    section: str, req: Headers, entry: StoredTimes, now: float, limits: CacheSettings, allowed: bool
 ) -> None:
     assert policy.stale_if_error_allows(req, entry, T0 + now, limits) is allowed, section
 
@@ -526,9 +527,9 @@ def test_stale_if_error(
 
 def test_retention_keeps_entries_past_freshness() -> None:
     """§4.3: entries outlive freshness by stale_keep (or a longer RFC 5861 window) so they can be revalidated."""
-    assert policy.retention((), 60, LIMITS) == 60 + 86400
+    assert policy.retention((), 60, RULES) == 60 + 86400
     long_swr = h(("Cache-Control", "stale-while-revalidate=200000"))
-    assert policy.retention(long_swr, 60, LIMITS) == 60 + 200000
+    assert policy.retention(long_swr, 60, RULES) == 60 + 200000
 
 
 # --- validation (§4.3) -------------------------------------------------------------------------------------------

@@ -1,20 +1,23 @@
-"""One contract for every store (proxy/store.py): MemoryStore, RedisStore on fakeredis, RedisStore on redis-server.
+"""One contract for every store (core/store.py): MemoryStore, RedisStore on fakeredis, RedisStore on redis-server.
 
-Expiries here are short (0.2 s) and the tests sleep past them: that checks that things expire, it does not time them.
+Expiries here are short (0.2 s). ``pass_time`` moves past them: the memory store's injected clock is advanced, the
+Redis backends (whose expiry is the server's) are slept past. That checks that things expire, it does not time them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import fakeredis
 import pytest
 
+from core.outcome import Failed, Fetched
 from core.records import JobRecord, StoredResponse, VaryIndex
-from core.store import COUNTERS, MemoryStore, RedisStore, Store, entry_key, job_key
+from core.store import COUNTERS, DONE_CHANNEL, MemoryStore, RedisStore, Store, entry_key, job_key
 
 SHORT = 0.2  # an expiry the tests sleep past
 PAST_SHORT = 0.5
@@ -28,9 +31,19 @@ H1 = "a" * 64
 H2 = "b" * 64
 
 
-async def _open(request: pytest.FixtureRequest, backend: str) -> Store:
+class ManualClock:
+    """The memory store's clock, moved by the test rather than by time."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _open(request: pytest.FixtureRequest, backend: str, clock: ManualClock | None = None) -> Store:
     if backend == "memory":
-        return MemoryStore()
+        return MemoryStore(clock=clock or ManualClock())
     if backend == "fakeredis":
         return RedisStore(fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()))
     assert backend == "redis"
@@ -66,8 +79,26 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def store(request: pytest.FixtureRequest, backend: str) -> AsyncIterator[Store]:
-    s = await _open(request, backend)
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def pass_time(backend: str, clock: ManualClock) -> Callable[[float], Awaitable[None]]:
+    """Let ``seconds`` pass for the store under test."""
+
+    async def advance(seconds: float) -> None:
+        if backend == "memory":
+            clock.now += seconds
+        else:
+            await asyncio.sleep(seconds)
+
+    return advance
+
+
+@pytest.fixture
+async def store(request: pytest.FixtureRequest, backend: str, clock: ManualClock) -> AsyncIterator[Store]:
+    s = await _open(request, backend, clock)
     try:
         yield s
     finally:
@@ -97,7 +128,7 @@ def _entry(body: bytes = b"body \x00\xff", url: str = "http://e.com/") -> Stored
 
 
 def _job(job_id: str = "job-1", state: str = "queued", **changes: object) -> JobRecord:
-    return JobRecord(id=job_id, url="http://e.com/", created=1000.0).with_(state=state, **changes)
+    return dataclasses.replace(JobRecord(id=job_id, url="http://e.com/", created=1000.0), state=state, **changes)
 
 
 # --- entries ----------------------------------------------------------------------------------------------------
@@ -122,11 +153,11 @@ async def test_entry_put_replaces(store: Store) -> None:
     assert got.body == b"new"
 
 
-async def test_entry_expires(store: Store) -> None:
+async def test_entry_expires(store: Store, pass_time: Callable[[float], Awaitable[None]]) -> None:
     await store.put_entry(H1, _entry(), SHORT)
     await store.put_entry(H2, _entry(), LONG)
     assert await store.get_entry(H1) == _entry()
-    await asyncio.sleep(PAST_SHORT)
+    await pass_time(PAST_SHORT)
     assert await store.get_entry(H1) is None
     assert await store.get_entry(H2) == _entry()
 
@@ -163,7 +194,7 @@ async def test_job_put_get_delete(store: Store) -> None:
     got = await store.get_job("job-1")
     assert got == record
     assert got is not None
-    assert got.response is None
+    assert got.outcome is None
     await store.delete_job("job-1")
     assert await store.get_job("job-1") is None
     await store.delete_job("job-1")  # deleting what is gone is fine
@@ -172,18 +203,18 @@ async def test_job_put_get_delete(store: Store) -> None:
 
 async def test_job_with_response_round_trips(store: Store) -> None:
     entry = _entry(bytes(range(256)) * 3)
-    record = _job("job-2", "done", finished=1001.0, stored=True, response=entry)
+    record = _job("job-2", "done", finished=1001.0, outcome=Fetched(entry, 200, stored=True))
     await store.put_job(record, LONG)
     got = await store.get_job("job-2")
     assert got == record
     assert got is not None
-    assert got.response == entry
+    assert got.outcome == Fetched(entry, 200, stored=True)
 
 
-async def test_job_expires(store: Store) -> None:
+async def test_job_expires(store: Store, pass_time: Callable[[float], Awaitable[None]]) -> None:
     await store.put_job(_job("job-1"), SHORT)
     assert await store.get_job("job-1") == _job("job-1")
-    await asyncio.sleep(PAST_SHORT)
+    await pass_time(PAST_SHORT)
     assert await store.get_job("job-1") is None
 
 
@@ -197,9 +228,9 @@ async def test_claim_first_wins(store: Store) -> None:
     assert await store.claim(H2, "job-4", LONG) is None  # markers are per URL
 
 
-async def test_claim_again_after_expiry(store: Store) -> None:
+async def test_claim_again_after_expiry(store: Store, pass_time: Callable[[float], Awaitable[None]]) -> None:
     assert await store.claim(H1, "job-1", SHORT) is None
-    await asyncio.sleep(PAST_SHORT)
+    await pass_time(PAST_SHORT)
     assert await store.claim(H1, "job-2", LONG) is None
     assert await store.claim(H1, "job-3", LONG) == "job-2"
 
@@ -212,19 +243,19 @@ async def test_take_over(store: Store) -> None:
     assert await store.claim(H2, "job-5", LONG) == "job-4"
 
 
-async def test_release_shrinks_own_marker(store: Store) -> None:
+async def test_release_shrinks_own_marker(store: Store, pass_time: Callable[[float], Awaitable[None]]) -> None:
     assert await store.claim(H1, "job-1", LONG) is None
     await store.release(H1, "job-1", SHORT)
     assert await store.claim(H1, "job-2", LONG) == "job-1"  # it lingers
-    await asyncio.sleep(PAST_SHORT)
+    await pass_time(PAST_SHORT)
     assert await store.claim(H1, "job-2", LONG) is None
 
 
-async def test_release_leaves_someone_elses_marker(store: Store) -> None:
+async def test_release_leaves_someone_elses_marker(store: Store, pass_time: Callable[[float], Awaitable[None]]) -> None:
     assert await store.claim(H1, "job-1", LONG) is None
     await store.take_over(H1, "job-2", LONG)
     await store.release(H1, "job-1", SHORT)  # job-1 no longer owns the marker: no effect
-    await asyncio.sleep(PAST_SHORT)
+    await pass_time(PAST_SHORT)
     assert await store.claim(H1, "job-3", LONG) == "job-2"
 
 
@@ -241,7 +272,7 @@ async def test_finish_job_wakes_wait_job(store: Store) -> None:
     waiter = asyncio.create_task(store.wait_job("job-1", 30.0))
     await asyncio.sleep(0.05)  # let the waiter get to its wait
     assert not waiter.done()
-    done = _job("job-1", "done", finished=1001.0, stored=True, response=_entry())
+    done = _job("job-1", "done", finished=1001.0, outcome=Fetched(_entry(), 200, stored=True))
 
     async def finisher() -> None:
         await store.finish_job(done, LONG)
@@ -251,7 +282,7 @@ async def test_finish_job_wakes_wait_job(store: Store) -> None:
     assert got == done
     assert got is not None
     assert got.state == "done"
-    assert got.response == _entry()
+    assert got.outcome == Fetched(_entry(), 200, stored=True)
     assert await store.get_job("job-1") == done
 
 
@@ -259,7 +290,7 @@ async def test_finish_job_wakes_every_waiter(store: Store) -> None:
     await store.put_job(_job("job-1"), LONG)
     waiters = [asyncio.create_task(store.wait_job("job-1", 30.0)) for _ in range(3)]
     await asyncio.sleep(0.05)
-    failed = _job("job-1", "failed", error="boom", error_kind="connect")
+    failed = _job("job-1", "failed", outcome=Failed("connect", "boom"))
     await store.finish_job(failed, LONG)
     results = await asyncio.wait_for(asyncio.gather(*waiters), WAKE_BOUND)
     assert results == [failed, failed, failed]
@@ -379,6 +410,32 @@ async def test_redis_entry_is_one_value_with_expiry(redis_store: RedisStore) -> 
     assert await redis_store.redis.get(entry_key(H1)) == entry.encode()
     ttl = await redis_store.redis.pttl(entry_key(H1))
     assert 0 < ttl <= 30_000
+
+
+async def test_redis_waiter_is_woken_by_the_finish_notification(redis_server: str) -> None:
+    """The finished job's PUBLISH is what wakes a waiter: its re-read fallback is set far past the wait bound, so
+    without the notification the waiter would still be waiting when the bound runs out."""
+    url = redis_server.rsplit("/", 1)[0] + "/0"
+    waiting, worker = RedisStore.from_url(url), RedisStore.from_url(url)
+    waiting.poll_fallback = 10 * WAKE_BOUND
+    try:
+        await waiting.put_job(_job("job-w", "running"), LONG)
+        waiter = asyncio.create_task(waiting.wait_job("job-w", 10 * WAKE_BOUND))
+
+        async def subscribed() -> bool:
+            counts = await worker.redis.pubsub_numsub(DONE_CHANNEL)
+            return bool(counts and counts[0][1] >= 1)
+
+        deadline = asyncio.get_running_loop().time() + WAKE_BOUND
+        while not await subscribed():
+            assert asyncio.get_running_loop().time() < deadline, "the waiter never subscribed to job notifications"
+            await asyncio.sleep(0.01)
+        done = _job("job-w", "done", finished=1001.0)
+        await worker.finish_job(done, LONG)  # another process's store: only the notification crosses over
+        assert await asyncio.wait_for(waiter, WAKE_BOUND) == done
+    finally:
+        await _close(waiting)
+        await _close(worker)
 
 
 # --- the embedded store across threads --------------------------------------------------------------------------

@@ -37,9 +37,10 @@ class MissRateLimiter:
         if tokens < 1:
             self._buckets[client] = (tokens, now)
             wait = max(1, int((1 - tokens) / self.rate + 0.999))
-            problem = TooManyMisses(f"client {client} exceeded server.miss_rate ({self.rate:g} misses/s)")
-            problem.headers["Retry-After"] = str(wait)
-            raise problem
+            raise TooManyMisses(
+                f"client {client} exceeded server.miss_rate ({self.rate:g} misses/s)",
+                headers={"Retry-After": str(wait)},
+            )
         self._buckets[client] = (tokens - 1, now)
         while len(self._buckets) > self.max_clients:
             self._buckets.popitem(last=False)

@@ -1,0 +1,67 @@
+"""Which handler answers a request: the route table, and the middleware that tells forward-proxy (absolute-form)
+and reverse-proxy requests apart before aiohttp routes on the path."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from core.targets import join_origin, normalize
+
+from . import control, handlers, metrics, ui
+from .refusals import problem_response
+from .services import SERVICES
+from .wire import check_host_field
+
+CONTROL_PREFIX = "/_grenier"
+
+
+@web.middleware
+async def proxy_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Forward-proxy (absolute-form) and reverse-proxy requests, told apart before routing.
+
+    aiohttp routes on the path alone, so ``GET http://any/fetch`` would otherwise hit ``/fetch``: the raw target
+    is checked first. Control endpoints stay under ``/_grenier/`` in every mode.
+    """
+    check_host_field(request)
+    raw = request.raw_path
+    svc = request.app[SERVICES]
+    if request.method == "CONNECT":
+        return problem_response(
+            405,
+            "Method Not Allowed",
+            "CONNECT tunnelling is refused: grenier caches plain http:// requests; send https:// URLs to /fetch?url=",
+            headers={"Allow": "GET, HEAD"},
+        )
+    if not raw.startswith("/"):
+        url = normalize(raw)
+        if request.method == "PURGE":
+            return await handlers.purge(request, url)
+        svc.access.check_client(request)
+        return await handlers.serve_target(request, url)
+    origin = svc.settings.upstream.origin
+    if origin and not (request.path == CONTROL_PREFIX or request.path.startswith(CONTROL_PREFIX + "/")):
+        url = join_origin(origin, raw)
+        if request.method == "PURGE":
+            return await handlers.purge(request, url)
+        return await handlers.serve_target(request, url)
+    return await handler(request)
+
+
+def add_routes(app: web.Application, *, reverse: bool) -> None:
+    """The endpoints grenier itself answers; in reverse mode ``/`` and ``/fetch`` belong to the origin."""
+    r = app.router
+    if not reverse:
+        r.add_get("/", ui.index)
+        r.add_get("/fetch", handlers.fetch)
+    r.add_get(f"{CONTROL_PREFIX}", ui.index)
+    r.add_get(f"{CONTROL_PREFIX}/", ui.index)
+    r.add_get(f"{CONTROL_PREFIX}/fetch", handlers.fetch)
+    r.add_get(f"{CONTROL_PREFIX}/ui/fetch", ui.submit)
+    r.add_get(f"{CONTROL_PREFIX}/ui/jobs/{{job_id}}", ui.job_page)
+    r.add_get(f"{CONTROL_PREFIX}/jobs/{{job_id}}", handlers.job)
+    r.add_get(f"{CONTROL_PREFIX}/stats", control.stats)
+    r.add_get(f"{CONTROL_PREFIX}/metrics", metrics.endpoint)
+    r.add_delete(f"{CONTROL_PREFIX}/cache", handlers.purge_endpoint)
+    r.add_get(f"{CONTROL_PREFIX}/health", control.health)
+    r.add_get(f"{CONTROL_PREFIX}/ready", control.ready)
