@@ -197,3 +197,18 @@ async def test_grenier_serve_alone_is_a_working_proxy(
     assert origin.hits(target) == 1
     assert serve.stop() == 0
     assert "Traceback" not in serve.log()
+
+
+async def test_cache_status_names_the_configured_pseudonym(
+    embedded: Callable[..., Awaitable[InProcess]], origin: Origin, http: aiohttp.ClientSession
+) -> None:
+    """RFC 9211 §2: the Cache-Status member names this cache, which is ``server.pseudonym`` (as in Via)."""
+    app = await embedded({"GRENIER_SERVER_PSEUDONYM": "edge-7", "GRENIER_CACHE_MISS": "wait"})
+    target = origin.route(cache_control="max-age=300")
+    fetched = await get(http, app.fetch_url(target))
+    hit = await get(http, app.fetch_url(target))
+    health = await get(http, app.base + "/_grenier/health")
+    assert fetched.headers["Cache-Status"].startswith("edge-7;fwd=uri-miss")
+    assert hit.headers["Cache-Status"].startswith("edge-7;hit")
+    assert hit.headers["Via"] == "1.1 edge-7"
+    assert health.headers["Cache-Status"] == "edge-7;fwd=bypass"
