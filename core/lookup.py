@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 from . import policy
+from .outcome import Fetched
 from .policy import Headers
 from .records import StoredResponse, VaryIndex
 from .store import Store
@@ -62,3 +63,14 @@ async def save(
 async def invalidate(store: Store, url: str) -> None:
     """§4.4: forget what is stored for ``url`` (deleting the index orphans every variant at once)."""
     await store.delete_entry(cache_key(url))
+
+
+async def held_response(store: Store, outcome: Fetched) -> StoredResponse | None:
+    """The response a job's outcome stands for: the one it carries, or the one the cache holds at its key (``None``
+    once that has expired or been evicted)."""
+    if outcome.response is not None:
+        return outcome.response
+    if outcome.key is None:
+        return None
+    cached = await store.get_entry(outcome.key)
+    return cached if isinstance(cached, StoredResponse) else None

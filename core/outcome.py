@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, get_args
 
-from .policy import Headers, variant_key, vary_fields
+from .policy import Headers, variant_key
 
 if TYPE_CHECKING:  # records holds outcomes, so it imports this module; only the annotation needs it back
     from .records import StoredResponse
@@ -26,26 +26,35 @@ FAILURE_KINDS: frozenset[str] = frozenset(get_args(FailureKind))
 @dataclass(frozen=True)
 class Fetched:
     """The job has a response for its request: the upstream's, the stored one freshened by a 304, or the stored one
-    standing in for a failure (stale-if-error)."""
+    standing in for a failure (stale-if-error).
 
-    response: StoredResponse
+    A response the cache holds is referred to by its store ``key``, never copied: the job record stays small and a
+    body is kept once. Only a response the cache may not hold (private, no-store) travels in the outcome itself, for
+    the request that fetched it alone and for a short time (``jobs.unstored_result_ttl``).
+    """
+
     fwd_status: int | None
     """What the upstream answered (a 304 when the stored response was revalidated; ``None`` when it never
     answered and a stale response stands in)."""
+    key: str | None = None
+    """Where the cache holds the response (stored now, or the stored one standing in)."""
+    response: StoredResponse | None = None
+    """The response itself, when the cache does not hold it."""
     stored: bool = False
     not_stored: str | None = None
     """Why the response was not stored, when it was not."""
     detail: str | None = None
     """Why the outcome is what it is, for Cache-Status (``revalidated``, ``stale-if-error``)."""
+    vary: tuple[str, ...] = ()
+    """The request fields the response varies on (§4.1), and ``variant`` the digest of the fetching request's."""
     variant: str | None = None
-    """The variant digest of the request the job fetched for, when the response varies (§4.1)."""
     error: str | None = None
     """The failure a stale response stands in for."""
 
     @property
     def from_cache(self) -> bool:
         """Is this response one the cache holds (stored now, or the stored one standing in)?"""
-        return self.stored or self.detail == STALE_IF_ERROR
+        return self.key is not None
 
 
 @dataclass(frozen=True)
@@ -73,7 +82,6 @@ def shareable(outcome: Outcome, sent: Headers) -> bool:
         return True
     if not outcome.from_cache:
         return False
-    fields = vary_fields(outcome.response.headers)
-    if not fields or outcome.variant is None:
+    if not outcome.vary or outcome.variant is None:
         return True
-    return fields != ("*",) and variant_key(fields, sent) == outcome.variant
+    return outcome.vary != ("*",) and variant_key(outcome.vary, sent) == outcome.variant

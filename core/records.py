@@ -180,16 +180,19 @@ class JobRecord:
         body = b""
         match self.outcome:
             case Fetched() as got:
-                body = got.response.body
                 meta.update(
-                    response=got.response.meta(),
+                    key=got.key,
                     fwd_status=got.fwd_status,
                     stored=got.stored,
                     not_stored=got.not_stored,
                     detail=got.detail,
+                    vary=list(got.vary),
                     variant=got.variant,
                     error=got.error,
                 )
+                if got.response is not None:
+                    meta["response"] = got.response.meta()
+                    body = got.response.body
             case Failed(kind=kind, detail=detail):
                 meta.update(error=detail, error_kind=kind)
             case None:
@@ -223,13 +226,15 @@ def _decode_outcome(state: str, meta: dict[str, Any], body: bytes) -> Outcome | 
     if state == "failed":
         kind = meta.get("error_kind")
         return Failed(kind if kind in FAILURE_KINDS else "internal", str(meta.get("error") or "the fetch failed"))
-    resp = meta.get("response")
-    if state != "done" or not isinstance(resp, dict):
+    resp, key = meta.get("response"), meta.get("key")
+    if state != "done" or not (isinstance(resp, dict) or isinstance(key, str)):
         return None
     return Fetched(
-        response=StoredResponse.from_meta(resp, body),
         fwd_status=meta.get("fwd_status"),
+        key=key if isinstance(key, str) else None,
+        response=StoredResponse.from_meta(resp, body) if isinstance(resp, dict) else None,
         stored=bool(meta.get("stored")),
+        vary=tuple(str(f) for f in meta.get("vary") or ()),
         not_stored=meta.get("not_stored"),
         detail=meta.get("detail"),
         variant=meta.get("variant"),

@@ -112,6 +112,13 @@ class CacheSettings:
     stale_if_error: int = field(
         default=0, metadata=_doc("Default stale-if-error window (s) for responses that set none (RFC 5861); 0: off.")
     )
+    memory_bytes: int = field(
+        default=256 * 1024 * 1024,
+        metadata=_doc(
+            "Embedded mode: bytes the in-process store may hold (bodies, fields, job records); least recently used"
+            " entries are evicted beyond it. Redis mode: size Redis with maxmemory instead."
+        ),
+    )
     share_set_cookie: bool = field(
         default=False, metadata=_doc("Store and share responses that carry Set-Cookie (off: they are never stored).")
     )
@@ -156,6 +163,12 @@ class UpstreamSettings:
 @dataclass(frozen=True)
 class JobsSettings:
     result_ttl: int = field(default=3600, metadata=_doc("Seconds a job record (and its response) stays pollable."))
+    unstored_result_ttl: int = field(
+        default=60,
+        metadata=_doc(
+            "Seconds a job keeps a response it could not store (private, no-store) for the request that fetched it."
+        ),
+    )
     time_limit: float = field(default=60.0, metadata=_doc("Seconds a fetch job may run before it is failed."))
     processes: int = field(default=2, metadata=_doc("Worker processes `grenier worker` keeps alive."))
     threads: int = field(default=8, metadata=_doc("Worker threads per worker process (and in embedded mode)."))

@@ -3,8 +3,7 @@
 Two implementations honour the same contract (``tests/unit/test_store_contract.py`` runs over both):
 
 * :class:`RedisStore` for Redis mode (and over fakeredis in unit tests).
-* :class:`MemoryStore` for the embedded mode. It is plain dicts under a ``threading.Lock`` held only for dict
-  operations, so the in-process worker threads can never stall the proxy's event loop.
+* :class:`~core.memory_store.MemoryStore` for the embedded mode, bounded by bytes (``cache.memory_bytes``).
 
 Redis key scheme (``<p>`` is ``grenier``, ``<h>`` the SHA-256 of the canonical URL):
 
@@ -31,10 +30,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
-import time
-from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Protocol
 
 import redis.asyncio as aioredis
 
@@ -48,12 +45,16 @@ DONE_CHANNEL = f"{PREFIX}:job-done"
 COUNTERS: tuple[Count, ...] = tuple(Count)
 
 
+ENTRY_PREFIX = f"{PREFIX}:entry:"
+JOB_PREFIX = f"{PREFIX}:job:"
+
+
 def entry_key(url_hash: str) -> str:
-    return f"{PREFIX}:entry:{url_hash}"
+    return f"{ENTRY_PREFIX}{url_hash}"
 
 
 def job_key(job_id: str) -> str:
-    return f"{PREFIX}:job:{job_id}"
+    return f"{JOB_PREFIX}{job_id}"
 
 
 def inflight_key(url_hash: str) -> str:
@@ -102,6 +103,10 @@ class Store(Protocol):
     async def incr(self, counts: Mapping[Count, int]) -> None: ...
 
     async def counters(self) -> dict[str, int]: ...
+
+    async def usage(self) -> dict[str, int]:
+        """What the store holds, for operators: bytes (and its bound), keys; what each backend can tell."""
+        ...
 
     async def ping(self) -> None: ...
 
@@ -250,6 +255,14 @@ class RedisStore:
         raw = await self.redis.mget([stat_key(n) for n in COUNTERS])
         return {n: int(v or 0) for n, v in zip(COUNTERS, raw, strict=True)}
 
+    async def usage(self) -> dict[str, int]:
+        info = await self.redis.info("memory")
+        return {
+            "bytes": int(info.get("used_memory", 0)),
+            "max_bytes": int(info.get("maxmemory", 0)),
+            "keys": int(await self.redis.dbsize()),
+        }
+
     async def ping(self) -> None:
         await self.redis.ping()
 
@@ -262,124 +275,3 @@ class RedisStore:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.redis.aclose()
-
-
-class MemoryStore:
-    """The embedded store: process memory, shared by the proxy's event loop and the in-process worker threads."""
-
-    def __init__(self, clock: Any = time.monotonic) -> None:
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._data: dict[str, tuple[Any, float | None]] = {}
-        self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
-
-    def _get(self, key: str) -> Any:
-        with self._lock:
-            item = self._data.get(key)
-            if item is None:
-                return None
-            value, expires = item
-            if expires is not None and expires <= self._clock():
-                del self._data[key]
-                return None
-            return value
-
-    def _set(self, key: str, value: Any, expire: float | None) -> None:
-        with self._lock:
-            self._data[key] = (value, None if expire is None else self._clock() + expire)
-
-    async def get_entry(self, key: str) -> Cached | None:
-        value: Cached | None = self._get(entry_key(key))
-        return value
-
-    async def put_entry(self, key: str, entry: Cached, expire: float) -> None:
-        self._set(entry_key(key), entry, expire)
-
-    async def delete_entry(self, key: str) -> None:
-        with self._lock:
-            self._data.pop(entry_key(key), None)
-
-    async def get_job(self, job_id: str) -> JobRecord | None:
-        value: JobRecord | None = self._get(job_key(job_id))
-        return value
-
-    async def put_job(self, record: JobRecord, expire: float) -> None:
-        self._set(job_key(record.id), record, expire)
-
-    async def delete_job(self, job_id: str) -> None:
-        with self._lock:
-            self._data.pop(job_key(job_id), None)
-
-    async def claim(self, url_hash: str, job_id: str, expire: float) -> str | None:
-        key = inflight_key(url_hash)
-        with self._lock:
-            item = self._data.get(key)
-            if item is not None and (item[1] is None or item[1] > self._clock()):
-                prior: str = item[0]
-                return prior
-            self._data[key] = (job_id, self._clock() + expire)
-            return None
-
-    async def take_over(self, url_hash: str, job_id: str, expire: float) -> None:
-        self._set(inflight_key(url_hash), job_id, expire)
-
-    async def release(self, url_hash: str, job_id: str, linger: float) -> None:
-        key = inflight_key(url_hash)
-        with self._lock:
-            item = self._data.get(key)
-            if item is not None and item[0] == job_id:
-                self._data[key] = (job_id, self._clock() + linger)
-
-    async def finish_job(self, record: JobRecord, expire: float) -> None:
-        self._set(job_key(record.id), record, expire)
-        with self._lock:
-            waiters = self._waiters.pop(record.id, [])
-        for loop, fut in waiters:
-            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody is waiting any more
-                loop.call_soon_threadsafe(_resolve, fut)
-
-    async def wait_job(self, job_id: str, timeout: float) -> JobRecord | None:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        with self._lock:
-            self._waiters.setdefault(job_id, []).append((loop, fut))
-        try:
-            record = await self.get_job(job_id)
-            if record is None or not record.pending:
-                return record
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(fut, timeout)
-            return await self.get_job(job_id)
-        finally:
-            with self._lock:
-                waiting = self._waiters.get(job_id, [])
-                if (loop, fut) in waiting:
-                    waiting.remove((loop, fut))
-                if not waiting:
-                    self._waiters.pop(job_id, None)
-
-    async def incr(self, counts: Mapping[Count, int]) -> None:
-        with self._lock:
-            for name, n in counts.items():
-                key = stat_key(name)
-                value, _ = self._data.get(key, (0, None))
-                self._data[key] = (value + n, None)
-
-    async def counters(self) -> dict[str, int]:
-        with self._lock:
-            return {n: int(self._data.get(stat_key(n), (0, None))[0]) for n in COUNTERS}
-
-    async def ping(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-    def keys(self) -> Iterable[str]:
-        with self._lock:
-            return list(self._data)
-
-
-def _resolve(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)

@@ -13,9 +13,10 @@ from functools import partial
 
 from aiohttp import web
 
+from core.memory_store import MemoryStore
 from core.queue import JobQueue
 from core.settings import Settings
-from core.store import MemoryStore, RedisStore, Store
+from core.store import RedisStore, Store
 from jobs.queues import open_queue
 from jobs.runtime import JobRuntime
 from proxy.app import server_app
@@ -29,7 +30,9 @@ def create_app(settings: Settings) -> web.Application:
 @asynccontextmanager
 async def backends(settings: Settings) -> AsyncIterator[tuple[Store, JobQueue]]:
     """The store and the queue for the settings' mode, with the in-process workers when embedded."""
-    store: Store = MemoryStore() if settings.embedded else RedisStore.from_url(settings.redis.url)
+    store: Store = (
+        MemoryStore(settings.cache.memory_bytes) if settings.embedded else RedisStore.from_url(settings.redis.url)
+    )
     queue = open_queue(settings)
     workers = None
     if settings.embedded:

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import assert_never
+from typing import TypedDict, assert_never
 
 from core import lookup, policy
 from core.counts import Count
@@ -75,7 +75,10 @@ async def run(env: JobEnv, message: JobMessage) -> JobRecord | None:
 
 async def _finish(env: JobEnv, record: JobRecord, outcome: Outcome, flight: str) -> JobRecord:
     done = record.ended(outcome, time.time())
-    await env.store.finish_job(done, env.settings.jobs.result_ttl)
+    jobs = env.settings.jobs
+    # A record that carries an unstored response holds a body: keep it only as long as its requester needs it.
+    holds_body = isinstance(outcome, Fetched) and outcome.response is not None
+    await env.store.finish_job(done, min(jobs.result_ttl, jobs.unstored_result_ttl) if holds_body else jobs.result_ttl)
     await env.store.release(flight, done.id, INFLIGHT_LINGER)
     await env.store.incr(_counts(outcome))
     return done
@@ -104,7 +107,8 @@ async def _get(env: JobEnv, url: str, sent: Headers) -> UpstreamResponse | Faile
 
 async def _fetch_and_store(env: JobEnv, url: str, headers: Headers) -> Outcome:
     rules = env.settings.cache
-    stored = (await lookup.find(env.store, url, headers)).entry
+    found = await lookup.find(env.store, url, headers)
+    stored = found.entry
     conditional = policy.validators(stored.headers) if stored is not None else ()
     got = await _get(env, url, (*headers, *conditional, *marks(env.settings.server.pseudonym)))
     if isinstance(got, Failed) and got.kind == "refused":
@@ -124,21 +128,23 @@ async def _fetch_and_store(env: JobEnv, url: str, headers: Headers) -> Outcome:
             assert stored is not None
             error = got.detail if isinstance(got, Failed) else reason
             log.info("job: %s failed (%s); serving stale (stale-if-error)", url, error)
-            return Fetched(stored, fwd_status, detail=STALE_IF_ERROR, error=error)
+            return Fetched(
+                fwd_status, key=found.key, detail=STALE_IF_ERROR, error=error, **_variant(stored.headers, headers)
+            )
         case policy.Freshen() | policy.Store():
             assert isinstance(got, UpstreamResponse)
             freshened = isinstance(decision, policy.Freshen)
             body = stored.body if freshened and stored is not None else got.body
             entry = _entry(url, got, decision, body)
             index_keep = rules.max_ttl + rules.stale_keep
-            await lookup.save(env.store, url, headers, entry, expire=decision.keep, index_expire=index_keep)
+            key = await lookup.save(env.store, url, headers, entry, expire=decision.keep, index_expire=index_keep)
             log.info("job: %s -> %d (stored)", url, got.status)
             return Fetched(
-                entry,
                 fwd_status,
+                key=key,
                 stored=True,
                 detail=REVALIDATED if freshened else None,
-                variant=_variant(entry, headers),
+                **_variant(entry.headers, headers),
             )
         case policy.DoNotStore(reason=reason, freshened=freshened):
             assert isinstance(got, UpstreamResponse)
@@ -146,11 +152,11 @@ async def _fetch_and_store(env: JobEnv, url: str, headers: Headers) -> Outcome:
             entry = _entry(url, got, decision, body)
             log.info("job: %s -> %d (%s)", url, got.status, reason)
             return Fetched(
-                entry,
                 fwd_status,
+                response=entry,
                 not_stored=reason,
                 detail=REVALIDATED if freshened else None,
-                variant=_variant(entry, headers),
+                **_variant(entry.headers, headers),
             )
         case _:
             assert_never(decision)
@@ -164,7 +170,13 @@ def _entry(
     )
 
 
-def _variant(entry: StoredResponse, sent: Headers) -> str | None:
-    """The variant digest of the request the job fetched for, when the response varies (§4.1)."""
-    fields = policy.vary_fields(entry.headers)
-    return policy.variant_key(fields, sent) if fields and fields != ("*",) else None
+class _Variant(TypedDict):
+    vary: tuple[str, ...]
+    variant: str | None
+
+
+def _variant(response_headers: Headers, sent: Headers) -> _Variant:
+    """The fields a response varies on and the digest of the fetching request's values for them (§4.1)."""
+    fields = policy.vary_fields(response_headers)
+    digest = policy.variant_key(fields, sent) if fields and fields != ("*",) else None
+    return {"vary": fields, "variant": digest}

@@ -21,7 +21,7 @@ async def stats(request: web.Request) -> web.Response:
     svc.access.check_admin(request)
     totals = await svc.counters.totals()
     return web.json_response(
-        {"mode": "embedded" if svc.settings.embedded else "redis", **totals},
+        {"mode": "embedded" if svc.settings.embedded else "redis", **totals, "store": await svc.store.usage()},
         headers={"Cache-Control": "no-store"},
     )
 

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from core import forwarding, lookup, policy
 from core.counts import Count
-from core.outcome import shareable
+from core.outcome import Fetched, shareable
 from core.policy import Headers
 from core.problems import MethodNotAllowed, NotFound, Problem
 from core.records import JobRecord, StoredResponse
@@ -161,6 +161,7 @@ async def _miss(
     return responses.outcome(
         req_headers,
         record,
+        await _held(svc, record),
         pseudonym=svc.pseudonym,
         now=time.time(),
         fwd=fwd,
@@ -197,6 +198,10 @@ async def _wait(svc: Services, request: web.Request, record: JobRecord) -> JobRe
     return record
 
 
+async def _held(svc: Services, record: JobRecord) -> StoredResponse | None:
+    return await lookup.held_response(svc.store, record.outcome) if isinstance(record.outcome, Fetched) else None
+
+
 #: Pages fetched for a client are served from grenier's own origin by /fetch and the job endpoint: sandbox them,
 #: so that their scripts can never act as that origin (on grenier's control endpoints, say).
 FOREIGN_CONTENT = {"Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"}
@@ -221,7 +226,12 @@ async def job(request: web.Request) -> web.StreamResponse:
     if record.pending:
         return responses.accepted(record, pseudonym=svc.pseudonym, fwd="uri-miss")
     response = responses.outcome(
-        tuple(request.headers.items()), record, pseudonym=svc.pseudonym, now=time.time(), fwd="uri-miss"
+        tuple(request.headers.items()),
+        record,
+        await _held(svc, record),
+        pseudonym=svc.pseudonym,
+        now=time.time(),
+        fwd="uri-miss",
     )
     response.headers.update(FOREIGN_CONTENT)
     return response

@@ -74,6 +74,7 @@ def from_entry(
 def outcome(
     request_headers: Headers,
     record: JobRecord,
+    held: StoredResponse | None,
     *,
     pseudonym: str,
     now: float,
@@ -81,7 +82,8 @@ def outcome(
     collapsed: bool = False,
     detail: str | None = None,
 ) -> web.Response:
-    """A finished job as the client sees it: the fetched response, or a problem naming why there is none."""
+    """A finished job as the client sees it: the fetched response (``held``, see :func:`core.lookup.held_response`),
+    or a problem naming why there is none."""
     match record.outcome:
         case Failed(kind=kind, detail=why):
             status, title = _FAILURES.get(kind, (502, "Bad Gateway"))
@@ -94,8 +96,17 @@ def outcome(
                 cause=kind,
                 headers={"Cache-Status": cache_status(pseudonym, fwd=fwd, collapsed=collapsed, detail=kind)},
             )
+        case Fetched() if held is None:
+            return problem_response(
+                404,
+                "Gone",
+                "the job's response was stored but has since expired or been evicted: request the URL again",
+                instance=job_location(record.id),
+                url=record.url,
+            )
         case Fetched() as got:
-            entry = got.response
+            assert held is not None
+            entry = held
             ttl = None
             if got.from_cache:
                 ttl = entry.lifetime - policy.current_age(entry.headers, entry.request_time, entry.response_time, now)

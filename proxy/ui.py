@@ -100,10 +100,10 @@ async def job_page(request: web.Request) -> web.Response:
             refresh=True,
         )
     match record.outcome:
-        case Fetched(response=response, stored=stored, not_stored=not_stored):
-            summary = f"status {response.status} · " + (
-                "stored in the cache" if stored else f"not stored: {not_stored}"
-            )
+        case Fetched(stored=stored, not_stored=not_stored) as got:
+            held = await lookup.held_response(request.app[SERVICES].store, got)
+            kept = "stored in the cache" if stored else f"not stored: {not_stored}"
+            summary = f"status {held.status} · {kept}" if held is not None else "the response has since expired"
         case Failed(detail=detail):
             summary = f"fetch failed: {detail}"
         case None:

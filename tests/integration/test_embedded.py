@@ -212,3 +212,22 @@ async def test_cache_status_names_the_configured_pseudonym(
     assert hit.headers["Cache-Status"].startswith("edge-7;hit")
     assert hit.headers["Via"] == "1.1 edge-7"
     assert health.headers["Cache-Status"] == "edge-7;fwd=bypass"
+
+
+async def test_the_embedded_store_stays_within_memory_bytes(
+    embedded: Callable[..., Awaitable[InProcess]], origin: Origin, http: aiohttp.ClientSession
+) -> None:
+    """Misses of many distinct bodies never take the store past ``cache.memory_bytes``: older entries go."""
+    budget = 256 * 1024
+    app = await embedded({"GRENIER_CACHE_MEMORY_BYTES": str(budget), "GRENIER_CACHE_MISS": "wait"})
+    targets = [origin.route(body=bytes([i]) * 40_000, cache_control="max-age=300") for i in range(12)]
+    for target in targets:
+        assert (await get(http, app.fetch_url(target))).status == 200
+        usage = (await get(http, app.base + "/_grenier/stats")).json()["store"]
+        assert usage["bytes"] <= budget
+    assert usage["evicted"] >= 4
+    newest = await get(http, app.fetch_url(targets[-1]))
+    assert newest.cache_status["hit"] is True
+    assert newest.body == bytes([11]) * 40_000
+    oldest = await get(http, app.fetch_url(targets[0]))
+    assert "hit" not in oldest.cache_status

@@ -495,6 +495,35 @@ async def test_stored_body_is_raw_bytes_in_one_value(stack: Stack, origin: Origi
     assert hit.body == body
 
 
+async def test_a_stored_body_is_kept_once_and_its_job_refers_to_it(
+    stack: Stack, origin: Origin, http: aiohttp.ClientSession
+) -> None:
+    """The job record of a stored response holds its store key, not a second copy of the body."""
+    body = b"k" * (MAX_BODY // 2)
+    target = origin.route(body=body)
+    first = await get(http, stack.fetch_url(target))
+    done = await poll_job(http, stack.base, first.location)
+    assert done.body == body
+    record = stack.redis.get(f"grenier:job:{job_id_of(first.location)}")
+    assert isinstance(record, bytes)
+    assert len(record) < 4096
+    assert (await get(http, stack.fetch_url(target))).body == body
+
+
+async def test_an_unstored_body_stays_with_its_job_for_a_short_time(
+    stack: Stack, origin: Origin, http: aiohttp.ClientSession
+) -> None:
+    """A response the cache may not hold is kept for its requester only, for ``jobs.unstored_result_ttl``."""
+    body = b"p" * (MAX_BODY // 2)
+    target = origin.route(body=body, cache_control="no-store")
+    first = await get(http, stack.fetch_url(target))
+    done = await poll_job(http, stack.base, first.location)
+    assert done.body == body
+    key = f"grenier:job:{job_id_of(first.location)}"
+    assert len(stack.redis.get(key) or b"") > len(body)
+    assert 0 < stack.redis.pttl(key) <= 60_000
+
+
 # -- errors ------------------------------------------------------------------------------------------------------
 
 

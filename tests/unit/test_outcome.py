@@ -17,37 +17,37 @@ def response(*pairs: tuple[str, str]) -> StoredResponse:
 
 GZIP: Headers = (("Accept-Encoding", "gzip"),)
 BR: Headers = (("Accept-Encoding", "br"),)
-VARIES = response(("Vary", "Accept-Encoding"))
-GZIP_VARIANT = variant_key(("accept-encoding",), GZIP)
+ENCODING = ("accept-encoding",)
+GZIP_VARIANT = variant_key(ENCODING, GZIP)
 
 CASES: list[tuple[str, Outcome, Headers, bool]] = [
     ("a failure is shared: every joiner would have failed the same way", Failed("connect", "refused"), (), True),
-    ("§3 a stored response is shared", Fetched(response(), 200, stored=True), (), True),
-    ("§3 an unstored response belongs to its requester", Fetched(response(), 200, not_stored="private"), (), False),
+    ("§3 a stored response is shared", Fetched(200, key="h", stored=True), (), True),
+    (
+        "§3 an unstored response belongs to its requester",
+        Fetched(200, response=response(), not_stored="private"),
+        (),
+        False,
+    ),
     (
         "RFC 5861 §4 a stored response standing in for an error is shared",
-        Fetched(response(), None, detail="stale-if-error", error="upstream answered 503"),
+        Fetched(None, key="h", detail="stale-if-error", error="upstream answered 503"),
         (),
         True,
     ),
     (
         "§4.1 a variant is shared with requests that select it",
-        Fetched(VARIES, 200, stored=True, variant=GZIP_VARIANT),
+        Fetched(200, key="h:g:v", stored=True, vary=ENCODING, variant=GZIP_VARIANT),
         GZIP,
         True,
     ),
     (
         "§4.1 a variant is not shared with requests that select another",
-        Fetched(VARIES, 200, stored=True, variant=GZIP_VARIANT),
+        Fetched(200, key="h:g:v", stored=True, vary=ENCODING, variant=GZIP_VARIANT),
         BR,
         False,
     ),
-    (
-        "§4.1 Vary: * matches no other request",
-        Fetched(response(("Vary", "*")), 200, stored=True, variant="x"),
-        (),
-        False,
-    ),
+    ("§4.1 Vary: * matches no other request", Fetched(200, key="h", vary=("*",), variant="x"), (), False),
 ]
 
 
@@ -57,9 +57,9 @@ def test_shareable(rule: str, outcome: Outcome, sent: Headers, expected: bool) -
 
 
 QUEUED = JobRecord(id="j" * 32, url="http://e.com/", created=10.0)
-STORED = Fetched(response(), 200, stored=True)
-PRIVATE = Fetched(response(), 200, not_stored="response is private")
-STALE = Fetched(response(), None, detail="stale-if-error")
+STORED = Fetched(200, key="h", stored=True)
+PRIVATE = Fetched(200, response=response(), not_stored="response is private")
+STALE = Fetched(None, key="h", detail="stale-if-error")
 
 JOIN_CASES: list[tuple[str, JobRecord, bool]] = [
     ("a pending job is joined", QUEUED, True),

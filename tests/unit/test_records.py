@@ -123,10 +123,13 @@ def test_job_record_round_trip_without_response(record: JobRecord) -> None:
 
 
 OUTCOMES = [
-    ("stored", Fetched(_response(), 200, stored=True)),
-    ("not-stored", Fetched(_response(), 200, not_stored="response said no-store")),
-    ("revalidated-variant", Fetched(_response(), 304, stored=True, detail="revalidated", variant="0123abcd")),
-    ("stale-stands-in", Fetched(_response(), None, detail="stale-if-error", error="upstream answered 503")),
+    ("stored", Fetched(200, key="h1", stored=True)),
+    ("not-stored", Fetched(200, response=_response(), not_stored="response said no-store")),
+    (
+        "revalidated-variant",
+        Fetched(304, key="h1:g:v", stored=True, detail="revalidated", vary=("accept",), variant="0123abcd"),
+    ),
+    ("stale-stands-in", Fetched(None, key="h1", detail="stale-if-error", error="upstream answered 503")),
 ]
 
 
@@ -161,13 +164,14 @@ def test_job_record_round_trip_with_response(body: bytes) -> None:
         started=2.0,
         finished=3.0,
         attempts=1,
-        outcome=Fetched(entry, 200, stored=True),
+        outcome=Fetched(200, response=entry, not_stored="response is private"),
     )
     data = record.encode()
     assert data.endswith(body)
     back = JobRecord.decode(data)
     assert back == record
     assert isinstance(back.outcome, Fetched)
+    assert back.outcome.response is not None
     assert back.outcome.response.body == body
 
 
@@ -175,7 +179,7 @@ def test_job_record_pending_and_status_doc() -> None:
     record = JobRecord(id="j", url="http://e.com/", created=5.0)
     assert record.pending
     assert record.running(6.0).pending
-    assert not record.ended(Fetched(_response(), 200), 7.0).pending
+    assert not record.ended(Fetched(200, response=_response()), 7.0).pending
     assert not record.ended(Failed("connect", "boom"), 7.0).pending
     assert record.status_doc("/jobs/j") == {
         "id": "j",
@@ -195,7 +199,7 @@ def _framed(magic: bytes, meta: object, body: bytes = b"") -> bytes:
 
 
 GOOD_ENTRY = _response().encode()
-GOOD_JOB = JobRecord(id="j", url="http://e.com/", created=1.0).ended(Fetched(_response(), 200), 2.0).encode()
+GOOD_JOB = JobRecord(id="j", url="http://e.com/", created=1.0).ended(Fetched(200, response=_response()), 2.0).encode()
 ENTRY_META = _response().meta()
 
 GARBAGE_ENTRIES = [

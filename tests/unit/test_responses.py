@@ -15,8 +15,9 @@ def entry() -> StoredResponse:
 
 
 def test_outcome_age_and_ttl_come_from_one_instant() -> None:
-    record = JobRecord(id="a" * 32, url="http://e.com/", created=T0).ended(Fetched(entry(), 200, stored=True), T0)
-    response = responses.outcome((), record, pseudonym="edge-7", now=T0 + 10.5, fwd="uri-miss")
+    stored = Fetched(200, key="k", stored=True)
+    record = JobRecord(id="a" * 32, url="http://e.com/", created=T0).ended(stored, T0)
+    response = responses.outcome((), record, entry(), pseudonym="edge-7", now=T0 + 10.5, fwd="uri-miss")
     assert response.headers["Age"] == "10"
     assert response.headers["Cache-Status"] == "edge-7;fwd=uri-miss;fwd-status=200;ttl=49;stored"
     assert response.headers["Via"] == "1.1 edge-7"

@@ -15,13 +15,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import fakeredis
 import pytest
 
+from core.memory_store import MemoryStore
 from core.outcome import Failed, Fetched
 from core.records import JobRecord, StoredResponse, VaryIndex
-from core.store import COUNTERS, DONE_CHANNEL, MemoryStore, RedisStore, Store, entry_key, job_key
+from core.store import COUNTERS, DONE_CHANNEL, RedisStore, Store, entry_key, job_key
 
 SHORT = 0.2  # an expiry the tests sleep past
 PAST_SHORT = 0.5
 LONG = 60.0  # an expiry no test outlives
+MEMORY_BYTES = 64 * 1024 * 1024  # room for everything the contract tests write
 #: Bound on how long a woken waiter may take to return; generous, it only catches "never woke up".
 WAKE_BOUND = 5.0
 #: Bound on ``close()``; it only catches "never returns".
@@ -43,7 +45,7 @@ class ManualClock:
 
 async def _open(request: pytest.FixtureRequest, backend: str, clock: ManualClock | None = None) -> Store:
     if backend == "memory":
-        return MemoryStore(clock=clock or ManualClock())
+        return MemoryStore(MEMORY_BYTES, clock=clock or ManualClock())
     if backend == "fakeredis":
         return RedisStore(fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()))
     assert backend == "redis"
@@ -203,12 +205,12 @@ async def test_job_put_get_delete(store: Store) -> None:
 
 async def test_job_with_response_round_trips(store: Store) -> None:
     entry = _entry(bytes(range(256)) * 3)
-    record = _job("job-2", "done", finished=1001.0, outcome=Fetched(entry, 200, stored=True))
+    record = _job("job-2", "done", finished=1001.0, outcome=Fetched(200, response=entry))
     await store.put_job(record, LONG)
     got = await store.get_job("job-2")
     assert got == record
     assert got is not None
-    assert got.outcome == Fetched(entry, 200, stored=True)
+    assert got.outcome == Fetched(200, response=entry)
 
 
 async def test_job_expires(store: Store, pass_time: Callable[[float], Awaitable[None]]) -> None:
@@ -272,7 +274,7 @@ async def test_finish_job_wakes_wait_job(store: Store) -> None:
     waiter = asyncio.create_task(store.wait_job("job-1", 30.0))
     await asyncio.sleep(0.05)  # let the waiter get to its wait
     assert not waiter.done()
-    done = _job("job-1", "done", finished=1001.0, outcome=Fetched(_entry(), 200, stored=True))
+    done = _job("job-1", "done", finished=1001.0, outcome=Fetched(200, key="h1", stored=True))
 
     async def finisher() -> None:
         await store.finish_job(done, LONG)
@@ -282,7 +284,7 @@ async def test_finish_job_wakes_wait_job(store: Store) -> None:
     assert got == done
     assert got is not None
     assert got.state == "done"
-    assert got.outcome == Fetched(_entry(), 200, stored=True)
+    assert got.outcome == Fetched(200, key="h1", stored=True)
     assert await store.get_job("job-1") == done
 
 
@@ -443,7 +445,7 @@ async def test_redis_waiter_is_woken_by_the_finish_notification(redis_server: st
 
 async def test_memory_store_wakes_waiter_from_another_thread() -> None:
     """Embedded mode: a worker thread with its own event loop finishes the job the proxy's loop waits for."""
-    store = MemoryStore()
+    store = MemoryStore(MEMORY_BYTES)
     await store.put_job(_job("job-1", "running"), LONG)
     waiter = asyncio.create_task(store.wait_job("job-1", 30.0))
     await asyncio.sleep(0.05)
