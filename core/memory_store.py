@@ -19,14 +19,24 @@ import heapq
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .counts import Count
 from .outcome import Fetched
 from .records import Cached, JobRecord, StoredResponse, VaryIndex
-from .store import COUNTERS, ENTRY_PREFIX, JOB_PREFIX, entry_key, inflight_key, job_key, stat_key
+from .store import (
+    CHUNK_PREFIX,
+    COUNTERS,
+    ENTRY_PREFIX,
+    JOB_PREFIX,
+    chunk_key,
+    entry_key,
+    inflight_key,
+    job_key,
+    stat_key,
+)
 
 #: Bytes counted per key beyond its payload: the dict slot, the tuple, the key string, the objects' headers. An
 #: estimate that errs high, so the real footprint stays under what is counted.
@@ -46,7 +56,7 @@ def size_of(value: Any) -> int:
     if isinstance(value, JobRecord):
         held = value.outcome.response if isinstance(value.outcome, Fetched) else None
         return KEY_OVERHEAD + len(value.url) + 300 + (_response_bytes(held) if held is not None else 0)
-    if isinstance(value, str):
+    if isinstance(value, str | bytes):
         return KEY_OVERHEAD + len(value)
     return KEY_OVERHEAD
 
@@ -106,7 +116,7 @@ class MemoryStore:
 
     @staticmethod
     def _evictable(key: str, value: Any) -> bool:
-        if key.startswith(ENTRY_PREFIX):
+        if key.startswith((ENTRY_PREFIX, CHUNK_PREFIX)):
             return True
         return key.startswith(JOB_PREFIX) and isinstance(value, JobRecord) and not value.pending
 
@@ -164,6 +174,22 @@ class MemoryStore:
     async def delete_entry(self, key: str) -> None:
         with self._lock:
             self._drop(entry_key(key))
+
+    async def put_chunk(self, name: str, index: int, data: bytes, expire: float) -> None:
+        self._set(chunk_key(name, index), data, expire)
+
+    async def get_chunks(self, name: str, indexes: Sequence[int]) -> list[bytes | None]:
+        return [self._get(chunk_key(name, i)) for i in indexes]
+
+    async def keep_chunks(self, name: str, count: int, expire: float) -> None:
+        now = self._clock()
+        with self._lock:
+            for i in range(count):
+                key = chunk_key(name, i)
+                item = self._live(key, now)
+                if item is not None:
+                    item.expires = now + expire
+                    heapq.heappush(self._expiries, (item.expires, key))
 
     async def get_job(self, job_id: str) -> JobRecord | None:
         value: JobRecord | None = self._get(job_key(job_id))

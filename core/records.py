@@ -43,8 +43,34 @@ def _unpack(magic: bytes, data: bytes) -> tuple[dict[str, Any], bytes]:
 
 
 @dataclass(frozen=True)
+class BodyRef:
+    """Where a body too large to travel inline lies: ``size`` bytes in chunks of ``chunk`` bytes, stored under
+    ``name`` (``<url hash>:<version>``; chunk ``i`` at ``grenier:chunk:<name>:<i>``).
+
+    Every write of a body takes a new version, and the entry that points at it is written last: a reader sees the
+    old body or the whole new one, never a part (the chunks of an abandoned write are never pointed at and expire).
+    """
+
+    name: str
+    size: int
+    chunk: int
+
+    @property
+    def count(self) -> int:
+        return -(-self.size // self.chunk)
+
+    def span(self, first: int, last: int) -> range:
+        """The chunk numbers that hold bytes ``first`` to ``last`` (inclusive)."""
+        return range(first // self.chunk, last // self.chunk + 1)
+
+
+@dataclass(frozen=True)
 class StoredResponse:
-    """An upstream response as fetched, with the times that its age is computed from (RFC 9111 §4.2.3)."""
+    """An upstream response as fetched, with the times that its age is computed from (RFC 9111 §4.2.3).
+
+    Its body is either inline (``body``; one store read serves it) or, when larger than one chunk, in chunks that
+    ``body_ref`` points at (``body`` is then empty).
+    """
 
     url: str
     status: int
@@ -53,6 +79,11 @@ class StoredResponse:
     request_time: float
     response_time: float
     lifetime: float = 0.0
+    body_ref: BodyRef | None = None
+
+    @property
+    def size(self) -> int:
+        return self.body_ref.size if self.body_ref is not None else len(self.body)
 
     @property
     def times(self) -> StoredTimes:
@@ -66,6 +97,7 @@ class StoredResponse:
             "request_time": self.request_time,
             "response_time": self.response_time,
             "lifetime": self.lifetime,
+            **({"body_ref": [self.body_ref.name, self.body_ref.size, self.body_ref.chunk]} if self.body_ref else {}),
         }
 
     @classmethod
@@ -79,6 +111,7 @@ class StoredResponse:
                 request_time=float(meta["request_time"]),
                 response_time=float(meta["response_time"]),
                 lifetime=float(meta.get("lifetime", 0.0)),
+                body_ref=_body_ref(meta.get("body_ref")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptRecord(f"bad response metadata: {exc}") from None
@@ -90,6 +123,15 @@ class StoredResponse:
     def decode(cls, data: bytes) -> StoredResponse:
         meta, body = _unpack(_ENTRY_MAGIC, data)
         return cls.from_meta(meta, body)
+
+
+def _body_ref(raw: Any) -> BodyRef | None:
+    if raw is None:
+        return None
+    name, size, chunk = raw
+    if not isinstance(name, str) or int(size) < 0 or int(chunk) <= 0:
+        raise ValueError(f"bad body reference {raw!r}")
+    return BodyRef(name, int(size), int(chunk))
 
 
 @dataclass(frozen=True)

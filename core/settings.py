@@ -119,6 +119,13 @@ class CacheSettings:
             " entries are evicted beyond it. Redis mode: size Redis with maxmemory instead."
         ),
     )
+    chunk_bytes: int = field(
+        default=256 * 1024,
+        metadata=_doc(
+            "Bodies up to this size are stored inline with their fields (a hit is one read); larger ones in chunks"
+            " of this size, streamed in by the worker and out to the client."
+        ),
+    )
     share_set_cookie: bool = field(
         default=False, metadata=_doc("Store and share responses that carry Set-Cookie (off: they are never stored).")
     )
@@ -142,8 +149,11 @@ class UpstreamSettings:
     connect_timeout: float = field(default=5.0, metadata=_doc("Seconds to establish an upstream connection."))
     total_timeout: float = field(default=30.0, metadata=_doc("Seconds for a whole upstream fetch, body included."))
     max_body_bytes: int = field(
-        default=10 * 1024 * 1024,
-        metadata=_doc("Larger upstream responses are not stored: their job fails with a 502 that says why."),
+        default=1024 * 1024 * 1024,
+        metadata=_doc(
+            "Larger upstream responses are not stored: their job fails with a 502 that says why. Bodies stream"
+            " through in chunks, so this bounds the store's use, not the processes' memory."
+        ),
     )
     retries: int = field(default=2, metadata=_doc("Extra attempts after a connection error (not after a status)."))
     retry_backoff: float = field(default=0.2, metadata=_doc("First retry delay (s); doubles per attempt."))

@@ -14,6 +14,8 @@ key                               value                                         
                                   ``GET``), or a :class:`VaryIndex` when responses vary
 ``<p>:entry:<h>:<gen>:<v>``       one variant's :class:`StoredResponse` (``<v>`` digests   as above
                                   the request's values of the Vary fields)
+``<p>:chunk:<h>:<ver>:<i>``       chunk ``i`` of a body too large to be inline (an         its entry's, plus a
+                                  entry's :class:`BodyRef` names ``<h>:<ver>``)           minute
 ``<p>:job:<id>``                  :class:`JobRecord` bytes (with the fetched response)    ``jobs.result_ttl``
 ``<p>:inflight:<k>``              id of the job fetching that key now                    job time limit; a few
                                                                                          seconds after it ends
@@ -30,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import redis.asyncio as aioredis
@@ -46,11 +48,16 @@ COUNTERS: tuple[Count, ...] = tuple(Count)
 
 
 ENTRY_PREFIX = f"{PREFIX}:entry:"
+CHUNK_PREFIX = f"{PREFIX}:chunk:"
 JOB_PREFIX = f"{PREFIX}:job:"
 
 
 def entry_key(url_hash: str) -> str:
     return f"{ENTRY_PREFIX}{url_hash}"
+
+
+def chunk_key(name: str, index: int) -> str:
+    return f"{CHUNK_PREFIX}{name}:{index}"
 
 
 def job_key(job_id: str) -> str:
@@ -73,6 +80,19 @@ class Store(Protocol):
     async def put_entry(self, key: str, entry: Cached, expire: float) -> None: ...
 
     async def delete_entry(self, key: str) -> None: ...
+
+    async def put_chunk(self, name: str, index: int, data: bytes, expire: float) -> None:
+        """Store chunk ``index`` of the body ``name`` (see :class:`~core.records.BodyRef`)."""
+        ...
+
+    async def get_chunks(self, name: str, indexes: Sequence[int]) -> list[bytes | None]:
+        """Those chunks of body ``name``, in one round trip; ``None`` for any that is gone (expired, evicted)."""
+        ...
+
+    async def keep_chunks(self, name: str, count: int, expire: float) -> None:
+        """Let the ``count`` chunks of body ``name`` live ``expire`` seconds from now (an entry that a 304 freshened
+        points at the same body for longer)."""
+        ...
 
     async def get_job(self, job_id: str) -> JobRecord | None: ...
 
@@ -169,6 +189,21 @@ class RedisStore:
 
     async def delete_entry(self, key: str) -> None:
         await self.redis.delete(entry_key(key))
+
+    async def put_chunk(self, name: str, index: int, data: bytes, expire: float) -> None:
+        await self.redis.set(chunk_key(name, index), data, px=_ms(expire))
+
+    async def get_chunks(self, name: str, indexes: Sequence[int]) -> list[bytes | None]:
+        if not indexes:
+            return []
+        values = await self.redis.mget([chunk_key(name, i) for i in indexes])
+        return [v if isinstance(v, bytes) else None for v in values]
+
+    async def keep_chunks(self, name: str, count: int, expire: float) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for i in range(count):
+                pipe.pexpire(chunk_key(name, i), _ms(expire))
+            await pipe.execute()
 
     async def get_job(self, job_id: str) -> JobRecord | None:
         return _decode_job(await self.redis.get(job_key(job_id)))

@@ -12,7 +12,9 @@ response at all are retried, a few times, quickly, because a client is polling f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
@@ -75,57 +77,99 @@ def new_session(bounds: UpstreamSettings, guard: Guard | None) -> aiohttp.Client
     )
 
 
-async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
-    if resp.content_length is not None and resp.content_length > cap:
-        raise UpstreamError("too_large", f"upstream body is {resp.content_length} bytes, over the {cap}-byte limit")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in resp.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > cap:
-            raise UpstreamError("too_large", f"upstream body is over the {cap}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def fetch_once(
-    session: aiohttp.ClientSession, url: str, headers: Headers, bounds: UpstreamSettings
-) -> UpstreamResponse:
-    request_time = time.time()
-    try:
-        async with session.get(url, headers=list(headers), allow_redirects=False) as resp:
-            response_time = time.time()
-            body = await _read_capped(resp, bounds.max_body_bytes)
-            fields = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers)
-            return UpstreamResponse(resp.status, fields, body, request_time, response_time)
-    except TimeoutError:
-        raise UpstreamError("timeout", f"upstream did not answer within {bounds.total_timeout:g} s") from None
-    except netguard.TargetRefused as exc:
-        raise UpstreamError("refused", exc.detail) from None
-    except aiohttp.ClientConnectionError as exc:
+def _failure(exc: BaseException, bounds: UpstreamSettings) -> UpstreamError | None:
+    """aiohttp's (and the guard's) failures as the one error the rest of grenier knows; ``None`` for others."""
+    if isinstance(exc, UpstreamError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return UpstreamError("timeout", f"upstream did not answer within {bounds.total_timeout:g} s")
+    if isinstance(exc, netguard.TargetRefused):
+        return UpstreamError("refused", exc.detail)
+    if isinstance(exc, aiohttp.ClientConnectionError):
         refusal = netguard.refusal_of(exc)
         if refusal is not None:
-            raise UpstreamError("refused", refusal.detail) from None
-        raise UpstreamError("connect", f"cannot reach upstream: {exc}") from None
-    except aiohttp.ClientResponseError as exc:
-        raise UpstreamError("protocol", f"upstream sent an invalid response: {exc.message}") from None
-    except aiohttp.ClientPayloadError as exc:
-        raise UpstreamError("protocol", f"upstream body was cut short: {exc}") from None
+            return UpstreamError("refused", refusal.detail)
+        return UpstreamError("connect", f"cannot reach upstream: {exc}")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return UpstreamError("protocol", f"upstream body was cut short: {exc}")
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return UpstreamError("protocol", f"upstream sent an invalid response: {exc.message}")
+    return None
+
+
+class UpstreamStream:
+    """An upstream response whose status and fields have arrived and whose body is read piece by piece, never
+    beyond ``upstream.max_body_bytes``, so memory stays flat whatever the body's size."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, request_time: float, response_time: float, cap: int) -> None:
+        self._resp = resp
+        self.status = resp.status
+        self.headers: Headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers)
+        self.request_time = request_time
+        self.response_time = response_time
+        self.cap = cap
+        if resp.content_length is not None and resp.content_length > cap:
+            raise UpstreamError("too_large", f"upstream body is {resp.content_length} bytes, over the {cap}-byte limit")
+
+    async def pieces(self, size: int) -> AsyncIterator[bytes]:
+        """The body in pieces of exactly ``size`` bytes (the last may be shorter); raises :class:`UpstreamError`
+        when the body is over the cap or cut short."""
+        buffer = bytearray()
+        total = 0
+        async for data in self._resp.content.iter_chunked(64 * 1024):
+            total += len(data)
+            if total > self.cap:
+                raise UpstreamError("too_large", f"upstream body is over the {self.cap}-byte limit")
+            buffer += data
+            while len(buffer) >= size:
+                yield bytes(buffer[:size])
+                del buffer[:size]
+        if buffer or total == 0:
+            yield bytes(buffer)
+
+    async def read(self) -> bytes:
+        return b"".join([p async for p in self.pieces(1 << 20)])
+
+
+@contextlib.asynccontextmanager
+async def open_stream(
+    session: aiohttp.ClientSession, url: str, headers: Headers, bounds: UpstreamSettings
+) -> AsyncIterator[UpstreamStream]:
+    """GET ``url`` and yield once its status and fields are in, retrying connection errors (only, and only before
+    any response) up to ``bounds.retries`` times; every failure, then or while the body is read, is an
+    :class:`UpstreamError`."""
+    attempt = 0
+    while True:
+        request_time = time.time()
+        try:
+            resp = await session.get(url, headers=list(headers), allow_redirects=False)
+            break
+        except Exception as exc:
+            error = _failure(exc, bounds)
+            if error is None:
+                raise
+            attempt += 1
+            if error.kind != "connect" or attempt > bounds.retries:
+                raise error from None
+            await asyncio.sleep(backoff(attempt, bounds.retry_backoff))
+    try:
+        yield UpstreamStream(resp, request_time, time.time(), bounds.max_body_bytes)
+    except Exception as exc:
+        error = _failure(exc, bounds)
+        if error is None:
+            raise
+        raise error from None
+    finally:
+        resp.release()
 
 
 async def fetch(
     session: aiohttp.ClientSession, url: str, headers: Headers, bounds: UpstreamSettings
 ) -> UpstreamResponse:
-    """``fetch_once`` with up to ``bounds.retries`` retries after connection errors only."""
-    attempt = 0
-    while True:
-        try:
-            return await fetch_once(session, url, headers, bounds)
-        except UpstreamError as exc:
-            attempt += 1
-            if exc.kind != "connect" or attempt > bounds.retries:
-                raise
-            await asyncio.sleep(backoff(attempt, bounds.retry_backoff))
+    """The whole response in memory (for small bodies and tests); see :func:`open_stream`."""
+    async with open_stream(session, url, headers, bounds) as got:
+        body = await got.read()
+        return UpstreamResponse(got.status, got.headers, body, got.request_time, got.response_time)
 
 
 class Upstream:
@@ -168,6 +212,11 @@ class Upstream:
         """GET ``url`` with ``headers`` through the right session, with retries after connection errors."""
         self.check_spelling(url)
         return await fetch(self.session_for(url), url, headers, self.settings)
+
+    def stream(self, url: str, headers: Headers) -> contextlib.AbstractAsyncContextManager[UpstreamStream]:
+        """:func:`open_stream` through the right session, after the target check."""
+        self.check_spelling(url)
+        return open_stream(self.session_for(url), url, headers, self.settings)
 
     async def close(self) -> None:
         await self.guarded.close()

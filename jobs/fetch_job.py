@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from typing import TypedDict, assert_never
 
@@ -25,17 +26,20 @@ from core.netguard import TargetRefused
 from core.outcome import STALE_IF_ERROR, Failed, Fetched, Outcome
 from core.policy import Headers
 from core.queue import JobMessage
-from core.records import JobRecord, StoredResponse
+from core.records import BodyRef, JobRecord, StoredResponse
 from core.settings import Settings
 from core.store import Store
 from core.targets import cache_key
-from core.upstream import Upstream, UpstreamError, UpstreamResponse
+from core.upstream import Upstream, UpstreamError, UpstreamStream
 
 log = logging.getLogger(__name__)
 
 #: How long the in-flight claim outlives its job, so a miss that raced the job's end joins it (and gets its
 #: response) instead of fetching again.
 INFLIGHT_LINGER = 2.0
+
+#: Chunks outlive the entry that points at them by this much, so an entry never points at chunks already gone.
+CHUNK_MARGIN = 60.0
 
 #: ``Fetched.detail`` of a stored response that a 304 confirmed.
 REVALIDATED = "revalidated"
@@ -92,81 +96,125 @@ def _counts(outcome: Outcome) -> dict[Count, int]:
     return {Count.JOBS_DONE: 1, Count.STORED if outcome.stored else Count.NOT_STORED: 1}
 
 
-async def _get(env: JobEnv, url: str, sent: Headers) -> UpstreamResponse | Failed:
-    limit = env.settings.jobs.time_limit
-    try:
-        async with asyncio.timeout(limit):
-            return await env.upstream.fetch(url, sent)
-    except TargetRefused as exc:
-        return Failed("refused", exc.detail)
-    except UpstreamError as exc:
-        return Failed(exc.kind, exc.detail)
-    except TimeoutError:
-        return Failed("timeout", f"job exceeded its {limit:g} s time limit")
-
-
 async def _fetch_and_store(env: JobEnv, url: str, headers: Headers) -> Outcome:
-    rules = env.settings.cache
+    """Fetch, decide on the status and fields as soon as they arrive, and stream the body where the decision says;
+    a failure at any point (before the response, or while its body streams) ends in the failure half of
+    :func:`core.policy.after_fetch` (stand the stale response in, or fail)."""
     found = await lookup.find(env.store, url, headers)
     stored = found.entry
     conditional = policy.validators(stored.headers) if stored is not None else ()
-    got = await _get(env, url, (*headers, *conditional, *marks(env.settings.server.pseudonym)))
-    if isinstance(got, Failed) and got.kind == "refused":
-        log.info("job: %s refused: %s", url, got.detail)
-        return got
-    received = None
-    if isinstance(got, UpstreamResponse):
-        received = policy.Received(got.status, got.headers, got.request_time, got.response_time)
-    decision = policy.after_fetch(headers, stored.times if stored else None, received, time.time(), rules)
-    fwd_status = received.status if received is not None else None
+    sent = (*headers, *conditional, *marks(env.settings.server.pseudonym))
+    limit = env.settings.jobs.time_limit
+    try:
+        async with asyncio.timeout(limit), env.upstream.stream(url, sent) as got:
+            received = policy.Received(got.status, got.headers, got.request_time, got.response_time)
+            decision = policy.after_fetch(
+                headers, stored.times if stored else None, received, time.time(), env.settings.cache
+            )
+            return await _carry_out(env, url, headers, found, got, decision=decision)
+    except TargetRefused as exc:
+        log.info("job: %s refused: %s", url, exc.detail)
+        return Failed("refused", exc.detail)
+    except UpstreamError as exc:
+        if exc.kind == "refused":
+            return Failed("refused", exc.detail)
+        failure = Failed(exc.kind, exc.detail)
+    except TimeoutError:
+        failure = Failed("timeout", f"job exceeded its {limit:g} s time limit")
+    decision = policy.after_fetch(headers, stored.times if stored else None, None, time.time(), env.settings.cache)
+    if isinstance(decision, policy.StandIn) and stored is not None:
+        log.info("job: %s failed (%s); serving stale (stale-if-error)", url, failure.detail)
+        return Fetched(
+            None, key=found.key, detail=STALE_IF_ERROR, error=failure.detail, **_variant(stored.headers, headers)
+        )
+    log.info("job: %s failed: %s", url, failure.detail)
+    return failure
+
+
+async def _carry_out(
+    env: JobEnv, url: str, headers: Headers, found: lookup.Found, got: UpstreamStream, *, decision: policy.AfterFetch
+) -> Outcome:
+    """Do what ``after_fetch`` decided about a response whose body has not been read yet."""
+    rules, stored = env.settings.cache, found.entry
     match decision:
-        case policy.Fail():
-            assert isinstance(got, Failed)
-            log.info("job: %s failed: %s", url, got.detail)
-            return got
+        case policy.Fail():  # only ever the answer to no response at all
+            raise AssertionError("after_fetch failed a received response")
         case policy.StandIn(reason=reason):
             assert stored is not None
-            error = got.detail if isinstance(got, Failed) else reason
-            log.info("job: %s failed (%s); serving stale (stale-if-error)", url, error)
+            log.info("job: %s failed (%s); serving stale (stale-if-error)", url, reason)
             return Fetched(
-                fwd_status, key=found.key, detail=STALE_IF_ERROR, error=error, **_variant(stored.headers, headers)
+                got.status, key=found.key, detail=STALE_IF_ERROR, error=reason, **_variant(stored.headers, headers)
             )
-        case policy.Freshen() | policy.Store():
-            assert isinstance(got, UpstreamResponse)
-            freshened = isinstance(decision, policy.Freshen)
-            body = stored.body if freshened and stored is not None else got.body
-            entry = _entry(url, got, decision, body)
-            index_keep = rules.max_ttl + rules.stale_keep
-            key = await lookup.save(env.store, url, headers, entry, expire=decision.keep, index_expire=index_keep)
-            log.info("job: %s -> %d (stored)", url, got.status)
+        case policy.Freshen():
+            assert stored is not None
+            # A 304 has no body: the freshened entry points at the stored body (inline, or the same chunks, kept
+            # alive as long as the entry now is). Nothing is copied.
+            entry = _entry(url, got, decision, stored.body, stored.body_ref)
+            if stored.body_ref is not None:
+                await env.store.keep_chunks(stored.body_ref.name, stored.body_ref.count, decision.keep + CHUNK_MARGIN)
+            key = await _save(env, url, headers, entry, decision.keep)
+            log.info("job: %s -> 304 (revalidated)", url)
+            return Fetched(got.status, key=key, stored=True, detail=REVALIDATED, **_variant(entry.headers, headers))
+        case policy.Store():
+            body, ref = await write_body(env.store, url, got, rules.chunk_bytes, decision.keep + CHUNK_MARGIN)
+            entry = _entry(url, got, decision, body, ref)
+            key = await _save(env, url, headers, entry, decision.keep)
+            log.info("job: %s -> %d (stored, %d bytes)", url, got.status, entry.size)
+            return Fetched(got.status, key=key, stored=True, **_variant(entry.headers, headers))
+        case policy.DoNotStore(reason=reason, freshened=True):
+            assert stored is not None
+            entry = _entry(url, got, decision, stored.body, stored.body_ref)
+            log.info("job: %s -> 304 (%s)", url, reason)
             return Fetched(
-                fwd_status,
-                key=key,
-                stored=True,
-                detail=REVALIDATED if freshened else None,
-                **_variant(entry.headers, headers),
+                got.status, response=entry, not_stored=reason, detail=REVALIDATED, **_variant(entry.headers, headers)
             )
-        case policy.DoNotStore(reason=reason, freshened=freshened):
-            assert isinstance(got, UpstreamResponse)
-            body = stored.body if freshened and stored is not None else got.body
-            entry = _entry(url, got, decision, body)
+        case policy.DoNotStore(reason=reason):
+            # Kept for the request that fetched it alone, briefly: its chunks expire with the job's record.
+            keep = min(env.settings.jobs.result_ttl, env.settings.jobs.unstored_result_ttl) + CHUNK_MARGIN
+            body, ref = await write_body(env.store, url, got, rules.chunk_bytes, keep)
+            entry = _entry(url, got, decision, body, ref)
             log.info("job: %s -> %d (%s)", url, got.status, reason)
-            return Fetched(
-                fwd_status,
-                response=entry,
-                not_stored=reason,
-                detail=REVALIDATED if freshened else None,
-                **_variant(entry.headers, headers),
-            )
+            return Fetched(got.status, response=entry, not_stored=reason, **_variant(entry.headers, headers))
         case _:
             assert_never(decision)
 
 
+async def write_body(
+    store: Store, url: str, got: UpstreamStream, chunk: int, expire: float
+) -> tuple[bytes, BodyRef | None]:
+    """Stream the body into the store: inline when it fits in one chunk, else chunk by chunk under a new version
+    (so memory holds one chunk at a time). The caller writes the entry that points at it last, once it is whole."""
+    name = f"{cache_key(url)}:{uuid.uuid4().hex[:16]}"
+    size, count, first = 0, 0, b""
+    async for piece in got.pieces(chunk):
+        if count == 0 and not first:
+            first = piece
+        else:
+            if count == 0:
+                await store.put_chunk(name, 0, first, expire)
+                count = 1
+            await store.put_chunk(name, count, piece, expire)
+            count += 1
+        size += len(piece)
+    if count == 0:  # the whole body fits in one chunk: it travels inline with the entry
+        return first, None
+    return b"", BodyRef(name, size, chunk)
+
+
+async def _save(env: JobEnv, url: str, headers: Headers, entry: StoredResponse, keep: float) -> str:
+    rules = env.settings.cache
+    return await lookup.save(env.store, url, headers, entry, expire=keep, index_expire=rules.max_ttl + rules.stale_keep)
+
+
 def _entry(
-    url: str, got: UpstreamResponse, decision: policy.Freshen | policy.Store | policy.DoNotStore, body: bytes
+    url: str,
+    got: UpstreamStream,
+    decision: policy.Freshen | policy.Store | policy.DoNotStore,
+    body: bytes,
+    ref: BodyRef | None,
 ) -> StoredResponse:
     return StoredResponse(
-        url, decision.status, decision.headers, body, got.request_time, got.response_time, decision.lifetime
+        url, decision.status, decision.headers, body, got.request_time, got.response_time, decision.lifetime, ref
     )
 
 

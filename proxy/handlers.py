@@ -59,19 +59,26 @@ async def serve_target(request: web.Request, url: str, *, api: bool = False) -> 
     sent = forwarding.for_job(req_headers, svc.settings.upstream.forward_headers)
     found = await lookup.find(svc.store, url, sent)
     decision = policy.decide(req_headers, found.entry.times if found.entry else None, now, svc.settings.cache)
-    match decision:
-        case policy.Hit():
-            assert found.entry is not None
-            return _hit(svc, req_headers, found.entry, decision, now)
-        case policy.ServeStale():
-            assert found.entry is not None
-            return await _serve_stale(svc, request, url, found, sent, stale=decision, now=now)
-        case policy.Forward(fwd=fwd, detail=detail):
-            if fwd == "uri-miss" and found.vary_miss:
-                fwd = "vary-miss"
-            return await _miss(svc, request, url, found, sent, now=now, fwd=fwd, detail=detail, api=api)
-        case _:
-            assert_never(decision)
+    try:
+        match decision:
+            case policy.Hit():
+                assert found.entry is not None
+                return await _hit(svc, req_headers, found.entry, decision, now)
+            case policy.ServeStale():
+                assert found.entry is not None
+                return await _serve_stale(svc, request, url, found, sent, stale=decision, now=now)
+            case policy.Forward(fwd=fwd, detail=detail):
+                if fwd == "uri-miss" and found.vary_miss:
+                    fwd = "vary-miss"
+                return await _miss(svc, request, url, found, sent, now=now, fwd=fwd, detail=detail, api=api)
+            case _:
+                assert_never(decision)
+    except responses.BodyGone:
+        # The entry outlived its body's chunks (evicted first): forget it, and this request is a miss.
+        log.warning("stored body of %s is gone; dropping its entry", url)
+        await svc.store.delete_entry(found.key)
+        gone = lookup.Found(None, found.key, found.index)
+        return await _miss(svc, request, url, gone, sent, now=now, fwd="uri-miss", detail="stored body gone", api=api)
 
 
 def _relay_reason(
@@ -94,10 +101,11 @@ def _relay_reason(
     return None
 
 
-def _hit(svc: Services, req_headers: Headers, entry: StoredResponse, hit: policy.Hit, now: float) -> web.Response:
-    svc.counters.add(Count.HITS)
+async def _hit(svc: Services, req_headers: Headers, entry: StoredResponse, hit: policy.Hit, now: float) -> web.Response:
     field = cache_status(svc.pseudonym, hit=True, ttl=hit.ttl, detail="stale (max-stale)" if hit.ttl < 0 else None)
-    return responses.from_entry(req_headers, entry, field, pseudonym=svc.pseudonym, now=now)
+    response = await responses.from_entry(req_headers, entry, field, pseudonym=svc.pseudonym, now=now, store=svc.store)
+    svc.counters.add(Count.HITS)
+    return response
 
 
 async def _serve_stale(
@@ -112,13 +120,16 @@ async def _serve_stale(
 ) -> web.Response:
     """RFC 5861 §3: the stale response now, and a refresh job started (or joined) behind it."""
     assert found.entry is not None
-    svc.counters.add(Count.HITS)
     try:
         await start_fetch(svc, request, url, found, sent, since=now)
     except Problem as exc:  # the stale answer stands; the refresh waits for the next request
         log.info("background refresh of %s not started: %s", url, exc.detail)
     field = cache_status(svc.pseudonym, hit=True, ttl=stale.ttl, detail="stale-while-revalidate")
-    return responses.from_entry(tuple(request.headers.items()), found.entry, field, pseudonym=svc.pseudonym, now=now)
+    response = await responses.from_entry(
+        tuple(request.headers.items()), found.entry, field, pseudonym=svc.pseudonym, now=now, store=svc.store
+    )
+    svc.counters.add(Count.HITS)
+    return response
 
 
 async def _miss(
@@ -158,12 +169,13 @@ async def _miss(
     if record.pending:
         return responses.accepted(record, pseudonym=svc.pseudonym, fwd=fwd, collapsed=started.joined, detail=detail)
     # The response leaves now, after the wait: its Age and Cache-Status ttl are read at this one later instant.
-    return responses.outcome(
+    return await responses.outcome(
         req_headers,
         record,
         await _held(svc, record),
         pseudonym=svc.pseudonym,
         now=time.time(),
+        store=svc.store,
         fwd=fwd,
         collapsed=started.joined,
         detail=detail,
@@ -225,12 +237,13 @@ async def job(request: web.Request) -> web.StreamResponse:
         raise NotFound(f"no job {job_id!r}: it never existed or its record has expired")
     if record.pending:
         return responses.accepted(record, pseudonym=svc.pseudonym, fwd="uri-miss")
-    response = responses.outcome(
+    response = await responses.outcome(
         tuple(request.headers.items()),
         record,
         await _held(svc, record),
         pseudonym=svc.pseudonym,
         now=time.time(),
+        store=svc.store,
         fwd="uri-miss",
     )
     response.headers.update(FOREIGN_CONTENT)

@@ -6,15 +6,18 @@ response are computed at one instant.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import assert_never
 
 from aiohttp import web
+from aiohttp.payload import AsyncIterablePayload
 from multidict import CIMultiDict
 
 from core import policy
 from core.outcome import Failed, Fetched
 from core.policy import Headers
-from core.records import JobRecord, StoredResponse
+from core.records import BodyRef, JobRecord, StoredResponse
+from core.store import Store
 
 from .cache_status import cache_status
 from .ranges import Unsatisfiable, byte_range
@@ -41,20 +44,62 @@ def _fields(pairs: Headers, age: float, status_field: str, pseudonym: str) -> CI
     return headers
 
 
-def from_entry(
-    request_headers: Headers, entry: StoredResponse, status_field: str, *, pseudonym: str, now: float
+class BodyGone(Exception):
+    """A stored entry's chunks are gone (expired or evicted before their entry): the entry is unusable."""
+
+
+#: Chunks read per store round trip while a body streams out (a few hundred KiB to a few MiB at a time).
+CHUNKS_PER_READ = 4
+
+
+async def _chunks(store: Store, ref: BodyRef, first: int, last: int) -> AsyncIterablePayload:
+    """Bytes ``first`` to ``last`` of a chunked body, read a few chunks at a time as the client takes them.
+
+    The first read happens here, before any header is sent, so a body already gone is a :class:`BodyGone` the
+    handler can still answer for; a chunk that goes missing later can only cut the response short, which aborts
+    the connection (a ``ConnectionError``), so the client never takes a truncated body for a whole one.
+    """
+    numbers = ref.span(first, last)
+    batches = [numbers[i : i + CHUNKS_PER_READ] for i in range(0, len(numbers), CHUNKS_PER_READ)]
+    opening = await store.get_chunks(ref.name, batches[0])
+    if any(c is None for c in opening):
+        raise BodyGone(ref.name)
+
+    async def stream() -> AsyncIterator[bytes]:
+        for n, batch in enumerate(batches):
+            got = opening if n == 0 else await store.get_chunks(ref.name, batch)
+            for index, data in zip(batch, got, strict=True):
+                expected = min(ref.chunk, ref.size - index * ref.chunk)
+                if data is None or len(data) != expected:
+                    raise ConnectionResetError(f"stored body {ref.name} lost chunk {index} while streaming")
+                start = index * ref.chunk
+                yield data[max(first - start, 0) : min(last - start + 1, expected)]
+
+    return AsyncIterablePayload(stream())
+
+
+async def from_entry(
+    request_headers: Headers,
+    entry: StoredResponse,
+    status_field: str,
+    *,
+    pseudonym: str,
+    now: float,
+    store: Store,
 ) -> web.Response:
     """The stored response for this request: a 304 when its conditionals match (§4.3.2), one byte range when
-    asked (RFC 9110 §14), else the whole of it; always with a fresh ``Age`` (§4.2.3) and ``Cache-Status``."""
+    asked (RFC 9110 §14), else the whole of it; always with a fresh ``Age`` (§4.2.3) and ``Cache-Status``.
+
+    A chunked body streams from ``store`` (only the chunks a range needs); :class:`BodyGone` when it is gone."""
     age = policy.current_age(entry.headers, entry.request_time, entry.response_time, now)
     if policy.not_modified(request_headers, entry.status, entry.headers):
         return web.Response(
             status=304, headers=_fields(policy.not_modified_headers(entry.headers), age, status_field, pseudonym)
         )
     headers = _fields(entry.headers, age, status_field, pseudonym)
+    size, status, first, last = entry.size, entry.status, 0, entry.size - 1
     range_field = policy.first(request_headers, "range")
     if range_field and entry.status == 200 and policy.first(request_headers, "if-range") is None:
-        size = len(entry.body)
         try:
             span = byte_range(range_field, size)
         except Unsatisfiable:
@@ -66,18 +111,22 @@ def from_entry(
             )
         if span is not None:
             first, last = span
+            status = 206
             headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-            return web.Response(status=206, headers=headers, body=entry.body[first : last + 1])
-    return web.Response(status=entry.status, headers=headers, body=entry.body)
+    if entry.body_ref is None or size == 0:
+        return web.Response(status=status, headers=headers, body=entry.body[first : last + 1])
+    headers["Content-Length"] = str(last - first + 1)
+    return web.Response(status=status, headers=headers, body=await _chunks(store, entry.body_ref, first, last))
 
 
-def outcome(
+async def outcome(
     request_headers: Headers,
     record: JobRecord,
     held: StoredResponse | None,
     *,
     pseudonym: str,
     now: float,
+    store: Store,
     fwd: str,
     collapsed: bool = False,
     detail: str | None = None,
@@ -97,13 +146,7 @@ def outcome(
                 headers={"Cache-Status": cache_status(pseudonym, fwd=fwd, collapsed=collapsed, detail=kind)},
             )
         case Fetched() if held is None:
-            return problem_response(
-                404,
-                "Gone",
-                "the job's response was stored but has since expired or been evicted: request the URL again",
-                instance=job_location(record.id),
-                url=record.url,
-            )
+            return _gone(record)
         case Fetched() as got:
             assert held is not None
             entry = held
@@ -119,13 +162,26 @@ def outcome(
                 collapsed=collapsed,
                 detail=got.detail or detail or got.not_stored,
             )
-            return from_entry(request_headers, entry, field, pseudonym=pseudonym, now=now)
+            try:
+                return await from_entry(request_headers, entry, field, pseudonym=pseudonym, now=now, store=store)
+            except BodyGone:
+                return _gone(record)
         case None:  # a pending record: the callers answer 202 for those; a corrupt ended one has nothing to give
             return problem_response(
                 502, "Bad Gateway", "the job ended without an outcome", instance=job_location(record.id)
             )
         case _:
             assert_never(record.outcome)
+
+
+def _gone(record: JobRecord) -> web.Response:
+    return problem_response(
+        404,
+        "Gone",
+        "the job's response was stored but has since expired or been evicted: request the URL again",
+        instance=job_location(record.id),
+        url=record.url,
+    )
 
 
 def accepted(
