@@ -126,6 +126,23 @@ class CacheSettings:
             " of this size, streamed in by the worker and out to the client."
         ),
     )
+    hot_bytes: int = field(
+        default=64 * 1024 * 1024,
+        metadata=_doc(
+            "Redis mode: bytes of hot entries each `grenier serve` process keeps in its own memory in front of"
+            " Redis (0: no hot tier)."
+        ),
+    )
+    hot_entry_bytes: int = field(
+        default=1024 * 1024, metadata=_doc("Largest entry (or body chunk) the hot tier holds, in bytes.")
+    )
+    hot_seconds: float = field(
+        default=2.0,
+        metadata=_doc(
+            "Longest (s) a hot entry is served without reading Redis again: the bound on staleness if a purge or"
+            " refresh notification is lost."
+        ),
+    )
     share_set_cookie: bool = field(
         default=False, metadata=_doc("Store and share responses that carry Set-Cookie (off: they are never stored).")
     )
@@ -291,6 +308,7 @@ _ZERO_ALLOWED = frozenset(
         "cache.heuristic_max",
         "cache.stale_while_revalidate",
         "cache.stale_if_error",
+        "cache.hot_bytes",
         "upstream.retries",
         "upstream.retry_backoff",
         "server.max_body_bytes",

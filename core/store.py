@@ -33,17 +33,19 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
 from .counts import Count
+from .hot_tier import HotTier
 from .records import Cached, CorruptRecord, JobRecord, decode_cached
 
 log = logging.getLogger(__name__)
 
 PREFIX = "grenier"
 DONE_CHANNEL = f"{PREFIX}:job-done"
+ENTRY_CHANNEL = f"{PREFIX}:entry-changed"
 COUNTERS: tuple[Count, ...] = tuple(Count)
 
 
@@ -171,24 +173,48 @@ class RedisStore:
     #: How often a waiter re-reads its job even without a notification (a lost PUBLISH costs this much).
     poll_fallback = 0.5
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, hot: HotTier[Any] | None = None) -> None:
+        """``hot``: the server's hot tier (see :mod:`core.hot_tier`); workers read through to Redis always."""
         self.redis = client
+        self.hot = hot
         self._release = client.register_script(_RELEASE)
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._listener: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_url(cls, url: str) -> RedisStore:
-        return cls(aioredis.Redis.from_url(url, health_check_interval=30))
+    def from_url(cls, url: str, hot: HotTier[Any] | None = None) -> RedisStore:
+        return cls(aioredis.Redis.from_url(url, health_check_interval=30), hot)
 
     async def get_entry(self, key: str) -> Cached | None:
-        return _decode_entry(await self.redis.get(entry_key(key)))
+        full = entry_key(key)
+        if self.hot is not None:
+            self._ensure_listener()  # the hot tier is only as coherent as its subscription
+            held: Cached | None = self.hot.get(full)
+            if held is not None:
+                return held
+        data = await self.redis.get(full)
+        found = _decode_entry(data)
+        if found is not None and self.hot is not None and isinstance(data, bytes):
+            self.hot.put(full, found, len(data))
+        return found
 
     async def put_entry(self, key: str, entry: Cached, expire: float) -> None:
-        await self.redis.set(entry_key(key), entry.encode(), px=_ms(expire))
+        full = entry_key(key)
+        if self.hot is not None:
+            self.hot.drop(full)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(full, entry.encode(), px=_ms(expire))
+            pipe.publish(ENTRY_CHANNEL, full)
+            await pipe.execute()
 
     async def delete_entry(self, key: str) -> None:
-        await self.redis.delete(entry_key(key))
+        full = entry_key(key)
+        if self.hot is not None:
+            self.hot.drop(full)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(full)
+            pipe.publish(ENTRY_CHANNEL, full)
+            await pipe.execute()
 
     async def put_chunk(self, name: str, index: int, data: bytes, expire: float) -> None:
         await self.redis.set(chunk_key(name, index), data, px=_ms(expire))
@@ -196,8 +222,19 @@ class RedisStore:
     async def get_chunks(self, name: str, indexes: Sequence[int]) -> list[bytes | None]:
         if not indexes:
             return []
-        values = await self.redis.mget([chunk_key(name, i) for i in indexes])
-        return [v if isinstance(v, bytes) else None for v in values]
+        keys = [chunk_key(name, i) for i in indexes]
+        hot = self.hot
+        if hot is not None:  # a version's chunks never change: they are held without any notification
+            held: list[bytes | None] = [hot.get(k) for k in keys]
+            if all(h is not None for h in held):
+                return held
+        values = await self.redis.mget(keys)
+        found = [v if isinstance(v, bytes) else None for v in values]
+        if hot is not None:
+            for k, v in zip(keys, found, strict=True):
+                if v is not None:
+                    hot.put(k, v, len(v))
+        return found
 
     async def keep_chunks(self, name: str, count: int, expire: float) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -258,14 +295,22 @@ class RedisStore:
             self._listener = asyncio.create_task(self._listen(), name="grenier-job-done-listener")
 
     async def _listen(self) -> None:
-        """One subscription per process; it wakes the waiters of each job that ends."""
+        """One subscription per process: it wakes the waiters of each job that ends, and drops from the hot tier
+        each entry that any process writes or deletes."""
         while True:
             try:
                 async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(DONE_CHANNEL)
+                    await pubsub.subscribe(DONE_CHANNEL, ENTRY_CHANNEL)
+                    if self.hot is not None:  # what changed while we were not listening is unknown: forget it all
+                        self.hot.clear()
                     while True:
                         msg = await pubsub.get_message(timeout=5.0)
-                        if msg and msg.get("type") == "message":
+                        if not msg or msg.get("type") != "message":
+                            continue
+                        if msg["channel"] == ENTRY_CHANNEL.encode():
+                            if self.hot is not None:
+                                self.hot.drop(msg["data"].decode())
+                        else:
                             self._wake(msg["data"].decode())
             except asyncio.CancelledError:
                 raise
@@ -292,10 +337,12 @@ class RedisStore:
 
     async def usage(self) -> dict[str, int]:
         info = await self.redis.info("memory")
+        hot = self.hot
         return {
             "bytes": int(info.get("used_memory", 0)),
             "max_bytes": int(info.get("maxmemory", 0)),
             "keys": int(await self.redis.dbsize()),
+            **({"hot_bytes": hot.bytes, "hot_hits": hot.hits, "hot_misses": hot.misses} if hot is not None else {}),
         }
 
     async def ping(self) -> None:
