@@ -9,8 +9,11 @@ from typing import Any
 
 import aiohttp
 
-from .origin import Origin
-from .support import Launcher, ThrowawayRedis, async_wait_until, fetch_url, get, poll_job
+from tests.support.http import fetch_url, get, poll_job
+from tests.support.origins import Origin
+from tests.support.polling import async_wait_until
+from tests.support.processes import Launcher
+from tests.support.redis import RedisServer
 
 
 async def stats(http: aiohttp.ClientSession, base: str) -> dict[str, Any]:
@@ -69,7 +72,7 @@ async def test_concurrent_misses_on_two_proxies_share_one_job(
 async def test_ready_is_503_when_redis_is_down(
     launcher: Launcher, tmp_path: Path, origin: Origin, http: aiohttp.ClientSession
 ) -> None:
-    doomed = ThrowawayRedis(tmp_path)
+    doomed = RedisServer(tmp_path)
     try:
         serve = launcher.serve({"GRENIER_REDIS_URL": doomed.url})
         assert (await get(http, serve.url + "/_grenier/ready")).status == 200
