@@ -1,74 +1,47 @@
 """Fixtures for the integration tests: one origin server per session, grenier processes per module or test.
 
 The session's real redis-server (``redis_server`` from ``tests/conftest.py``) is shared: each group of grenier
-processes gets a Redis database number of its own, emptied before use, so no test sees another's keys.
+processes gets a Redis database of its own (``module_redis``, ``fresh_redis``), emptied before use.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-import redis
 
-from .origin import Origin
-from .support import LOOPBACK_PORTS, Launcher
-
-#: Database 0 is what ``redis_url`` flushes for unit tests; grenier process groups here take 1..15 in turn.
-_databases = itertools.cycle(range(1, 16))
+from tests.support.origins import Origin
+from tests.support.ports import CLOSED_PORT
+from tests.support.processes import Launcher, allow_loopback
 
 
 @pytest.fixture(scope="session")
 def origin() -> Iterator[Origin]:
     server = Origin().start()
-    LOOPBACK_PORTS.append(server.port)
     try:
         yield server
     finally:
         server.stop()
 
 
-def _fresh_db(redis_server: str) -> str:
-    url = redis_server.rsplit("/", 1)[0] + f"/{next(_databases)}"
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-    return url
+@pytest.fixture(scope="session")
+def loopback(origin: Origin) -> dict[str, str]:
+    """What every grenier here may fetch from on 127.0.0.1: the origin, and the port where nothing listens."""
+    return allow_loopback(origin.port, CLOSED_PORT)
 
 
 @pytest.fixture(scope="module")
-def module_redis(redis_server: str) -> str:
-    """A Redis URL (a database of the session's server) for this module's processes alone."""
-    return _fresh_db(redis_server)
+def module_launcher(tmp_path_factory: pytest.TempPathFactory, loopback: dict[str, str]) -> Iterator[Launcher]:
+    with Launcher(tmp_path_factory.mktemp("grenier-module"), loopback) as launcher:
+        yield launcher
 
 
 @pytest.fixture
-def fresh_redis(redis_server: str) -> Callable[[], str]:
-    """Make a Redis URL on an emptied database of the session's server, for this test's processes alone."""
-    return lambda: _fresh_db(redis_server)
-
-
-@pytest.fixture(scope="module")
-def module_launcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
-    launcher = Launcher(tmp_path_factory.mktemp("grenier-module"))
-    try:
+def launcher(tmp_path: Path, loopback: dict[str, str]) -> Iterator[Launcher]:
+    with Launcher(tmp_path, loopback) as launcher:
         yield launcher
-    finally:
-        launcher.stop_all()
-
-
-@pytest.fixture
-def launcher(tmp_path: Path) -> Iterator[Launcher]:
-    launcher = Launcher(tmp_path)
-    try:
-        yield launcher
-    finally:
-        launcher.stop_all()
 
 
 @pytest.fixture

@@ -17,9 +17,10 @@ from aiohttp.test_utils import TestClient
 
 from core.settings import build
 from grenier.wiring import create_app
-
-from .origin import Origin
-from .support import CLOSED_PORT, Launcher, Reply, base_env, fetch_url, get, poll_job
+from tests.support.http import Reply, fetch_url, get, poll_job
+from tests.support.origins import Origin
+from tests.support.ports import CLOSED_PORT
+from tests.support.processes import Launcher
 
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 
@@ -36,10 +37,9 @@ class InProcess:
 
 
 @pytest.fixture
-def embedded(aiohttp_client: AiohttpClient) -> Callable[..., Awaitable[InProcess]]:
+def embedded(aiohttp_client: AiohttpClient, loopback: dict[str, str]) -> Callable[..., Awaitable[InProcess]]:
     async def make(settings: Mapping[str, str] | None = None) -> InProcess:
-        env = base_env({"GRENIER_UPSTREAM_RETRY_BACKOFF": "0.05", **(settings or {})})
-        app_settings = build({}, {k: v for k, v in env.items() if k.startswith("GRENIER_")})
+        app_settings = build({}, {**loopback, "GRENIER_UPSTREAM_RETRY_BACKOFF": "0.05", **(settings or {})})
         assert app_settings.embedded
         return InProcess(await aiohttp_client(create_app(app_settings)))
 

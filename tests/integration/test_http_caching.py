@@ -8,113 +8,21 @@ has to sleep for freshness to run out.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import urllib.parse
 import urllib.request
-import uuid
-from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
-from multidict import CIMultiDict
 
-from tests.conftest import free_port
-
-from .support import Launcher
+from tests.support.http import Reply, get, send
+from tests.support.origins import Origin, unique
+from tests.support.polling import async_wait_until
+from tests.support.processes import Launcher
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-# --- the origin ----------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Origin:
-    port: int
-    hits: Counter[str] = field(default_factory=Counter)
-    conditional_hits: Counter[str] = field(default_factory=Counter)
-    failing: set[str] = field(default_factory=set)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-
-def origin_app(state: Origin) -> web.Application:
-    async def handle(request: web.Request) -> web.StreamResponse:
-        kind, _, _ = request.path.strip("/").partition("/")
-        path = request.path
-        if request.method != "GET":
-            state.hits[f"{request.method} {path}"] += 1
-            return web.Response(status=201, text="created", headers={"Location": path + "-created"})
-        state.hits[path] += 1
-        n = state.hits[path]
-        if path in state.failing:
-            return web.Response(status=503, text="origin down")
-        if kind == "etag":
-            if request.headers.get("If-None-Match") == '"v1"':
-                state.conditional_hits[path] += 1
-                return web.Response(status=304, headers={"ETag": '"v1"', "Cache-Control": "max-age=60"})
-            return web.Response(
-                text=f"etag body {n}", headers={"ETag": '"v1"', "Cache-Control": "max-age=10", "Age": "11"}
-            )
-        if kind == "lm":
-            last_modified = "Sun, 06 Nov 1994 08:49:37 GMT"
-            if request.headers.get("If-Modified-Since") == last_modified:
-                state.conditional_hits[path] += 1
-                return web.Response(status=304, headers={"Cache-Control": "max-age=60"})
-            headers = {"Last-Modified": last_modified, "Cache-Control": "max-age=10", "Age": "11"}
-            return web.Response(text=f"lm body {n}", headers=headers)
-        if kind == "vary":
-            lang = request.headers.get("Accept-Language", "none")
-            return web.Response(
-                text=f"lang={lang} n={n}", headers={"Vary": "Accept-Language", "Cache-Control": "max-age=60"}
-            )
-        if kind == "swr":
-            cc = "max-age=10, stale-while-revalidate=60" if n == 1 else "max-age=60"
-            return web.Response(text=f"swr {n}", headers={"Cache-Control": cc, "Age": "11" if n == 1 else "0"})
-        if kind == "sie":
-            return web.Response(
-                text=f"sie {n}", headers={"Cache-Control": "max-age=10, stale-if-error=60", "Age": "11"}
-            )
-        if kind == "sie-mr":
-            return web.Response(
-                text=f"sie-mr {n}",
-                headers={"Cache-Control": "max-age=10, must-revalidate, stale-if-error=60", "Age": "11"},
-            )
-        return web.Response(text=f"plain {path} {n}", headers={"Cache-Control": "max-age=300"})
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    return app
-
-
-@pytest.fixture(scope="module")
-def origin() -> Iterator[Origin]:
-    """The origin runs on its own event loop in a thread, so any test style can talk to it."""
-    state = Origin(port=free_port())
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(origin_app(state), access_log=None)
-    started = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", state.port).start())
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(10), "origin did not start"
-    yield state
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
 
 
 # --- grenier processes ---------------------------------------------------------------------------------------------
@@ -143,36 +51,15 @@ def grenier(module_redis: str, origin: Origin, module_launcher: Launcher) -> Gre
     return Grenier(forward=forward.url, reverse=reverse.url)
 
 
-def unique(prefix: str) -> str:
-    return f"/{prefix}/{uuid.uuid4().hex[:8]}"
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: CIMultiDict[str]
-    body: str
-
-
 async def via_proxy(g: Grenier, url: str, method: str = "GET", headers: dict[str, str] | None = None) -> Reply:
     """An ordinary client using grenier as its HTTP proxy (absolute-form requests)."""
-    async with (
-        aiohttp.ClientSession() as s,
-        s.request(method, url, proxy=g.forward, headers=headers or {}, data=b"x" if method == "POST" else None) as r,
-    ):
-        return Reply(r.status, CIMultiDict(r.headers), await r.text())
+    async with aiohttp.ClientSession() as s:
+        return await send(s, method, url, headers or {}, proxy=g.forward, data=b"x" if method == "POST" else None)
 
 
 async def via_reverse(g: Grenier, path: str, headers: dict[str, str] | None = None) -> Reply:
-    async with aiohttp.ClientSession() as s, s.get(g.reverse + path, headers=headers or {}) as r:
-        return Reply(r.status, CIMultiDict(r.headers), await r.text())
-
-
-async def until(check: Callable[[], object], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
+    async with aiohttp.ClientSession() as s:
+        return await get(s, g.reverse + path, headers or {})
 
 
 # --- the tests -----------------------------------------------------------------------------------------------------
@@ -183,14 +70,14 @@ async def test_revalidation_with_etag_freshens_without_refetching(grenier: Greni
     path = unique("etag")
     url = origin.url(path)
     first = await via_proxy(grenier, url)
-    assert first.body == "etag body 1"
+    assert first.text == "etag body 1"
     assert "fwd=uri-miss" in first.headers["Cache-Status"]
     second = await via_proxy(grenier, url)  # stored stale on arrival: revalidated
-    assert second.body == "etag body 1"
+    assert second.text == "etag body 1"
     assert "fwd-status=304" in second.headers["Cache-Status"]
-    assert origin.conditional_hits[path] == 1
+    assert origin.answered(path, 304) == 1
     third = await via_proxy(grenier, url)  # freshened by the 304's max-age=60
-    assert third.body == "etag body 1"
+    assert third.text == "etag body 1"
     assert third.headers["Cache-Status"].startswith("grenier;hit")
     assert int(third.headers["Age"]) < 60
 
@@ -200,9 +87,9 @@ async def test_revalidation_with_last_modified(grenier: Grenier, origin: Origin)
     path = unique("lm")
     await via_proxy(grenier, origin.url(path))
     again = await via_proxy(grenier, origin.url(path))
-    assert again.body == "lm body 1"
-    assert origin.conditional_hits[path] == 1
-    assert origin.hits[path] == 2
+    assert again.text == "lm body 1"
+    assert origin.answered(path, 304) == 1
+    assert origin.hits(path) == 2
 
 
 async def test_client_conditional_gets_304_from_a_fresh_entry(grenier: Grenier, origin: Origin) -> None:
@@ -214,7 +101,7 @@ async def test_client_conditional_gets_304_from_a_fresh_entry(grenier: Grenier, 
     assert reply.status == 304
     assert reply.headers["ETag"] == '"v1"'
     assert "hit" in reply.headers["Cache-Status"]
-    assert reply.body == ""
+    assert reply.text == ""
     assert reply.headers["Age"] != "11", "the Age of the response the 304 replaced must not survive it"
 
 
@@ -223,47 +110,47 @@ async def test_vary_variants_coexist(grenier: Grenier, origin: Origin) -> None:
     path = unique("vary")
     fr = await via_reverse(grenier, path, {"Accept-Language": "fr"})
     en = await via_reverse(grenier, path, {"Accept-Language": "en"})
-    assert fr.body.startswith("lang=fr")
-    assert en.body.startswith("lang=en")
+    assert fr.text.startswith("lang=fr")
+    assert en.text.startswith("lang=en")
     assert "fwd=vary-miss" in en.headers["Cache-Status"]
     fr_again = await via_reverse(grenier, path, {"Accept-Language": "FR"})  # values of Accept-* are caseless
     en_again = await via_reverse(grenier, path, {"Accept-Language": "en"})
-    assert fr_again.body == fr.body
-    assert en_again.body == en.body
+    assert fr_again.text == fr.text
+    assert en_again.text == en.text
     assert fr_again.headers["Cache-Status"].startswith("grenier;hit")
-    assert origin.hits[path] == 2
+    assert origin.hits(path) == 2
 
 
 async def test_stale_while_revalidate_serves_stale_and_refreshes_once(grenier: Grenier, origin: Origin) -> None:
     """RFC 5861 §3: within the window the stale response comes back at once; one background job refreshes it."""
     path = unique("swr")
-    assert (await via_proxy(grenier, origin.url(path))).body == "swr 1"
+    assert (await via_proxy(grenier, origin.url(path))).text == "swr 1"
     stale = await via_proxy(grenier, origin.url(path))
-    assert stale.body == "swr 1"
+    assert stale.text == "swr 1"
     assert 'detail="stale-while-revalidate"' in stale.headers["Cache-Status"]
-    await until(lambda: origin.hits[path] >= 2)
+    await async_wait_until(lambda: origin.hits(path) >= 2, 15, "the background refresh to reach the origin")
     fresh: list[Reply] = []
 
     async def refreshed() -> bool:
         fresh.append(await via_proxy(grenier, origin.url(path)))
-        return fresh[-1].body == "swr 2"
+        return fresh[-1].text == "swr 2"
 
     deadline = time.monotonic() + 15
     while not await refreshed():
         assert time.monotonic() < deadline
         await asyncio.sleep(0.1)
     assert fresh[-1].headers["Cache-Status"].startswith("grenier;hit")
-    assert origin.hits[path] == 2
+    assert origin.hits(path) == 2
 
 
 async def test_stale_if_error_serves_stale_when_origin_fails(grenier: Grenier, origin: Origin) -> None:
     """RFC 5861 §4: a 5xx during refresh is hidden behind the stale response within stale-if-error."""
     path = unique("sie")
-    assert (await via_proxy(grenier, origin.url(path))).body == "sie 1"
+    assert (await via_proxy(grenier, origin.url(path))).text == "sie 1"
     origin.failing.add(path)
     reply = await via_proxy(grenier, origin.url(path))
     assert reply.status == 200
-    assert reply.body == "sie 1"
+    assert reply.text == "sie 1"
     assert "fwd-status=503" in reply.headers["Cache-Status"]
     assert 'detail="stale-if-error"' in reply.headers["Cache-Status"]
 
@@ -275,21 +162,21 @@ async def test_must_revalidate_passes_the_error_through(grenier: Grenier, origin
     origin.failing.add(path)
     reply = await via_proxy(grenier, origin.url(path))
     assert reply.status == 503
-    assert reply.body == "origin down"
+    assert reply.text == "origin down"
 
 
 async def test_post_invalidates_the_target(grenier: Grenier, origin: Origin) -> None:
     """§4.4: a successful POST goes straight upstream and invalidates the stored response."""
     path = unique("plain")
     url = origin.url(path)
-    assert (await via_proxy(grenier, url)).body == f"plain {path} 1"
+    assert (await via_proxy(grenier, url)).text == f"plain {path} 1"
     assert (await via_proxy(grenier, url)).headers["Cache-Status"].startswith("grenier;hit")
     posted = await via_proxy(grenier, url, method="POST")
     assert posted.status == 201
     assert "fwd=method" in posted.headers["Cache-Status"]
-    assert origin.hits[f"POST {path}"] == 1
+    assert origin.hits(path, "POST") == 1
     after = await via_proxy(grenier, url)
-    assert after.body == f"plain {path} 2"
+    assert after.text == f"plain {path} 2"
     assert "fwd=uri-miss" in after.headers["Cache-Status"]
 
 
@@ -299,11 +186,11 @@ async def test_only_if_cached(grenier: Grenier, origin: Origin) -> None:
     missing = await via_proxy(grenier, origin.url(path), headers={"Cache-Control": "only-if-cached"})
     assert missing.status == 504
     assert missing.headers["Content-Type"] == "application/problem+json"
-    assert origin.hits[path] == 0
+    assert origin.hits(path) == 0
     await via_proxy(grenier, origin.url(path))
     cached = await via_proxy(grenier, origin.url(path), headers={"Cache-Control": "only-if-cached"})
     assert cached.status == 200
-    assert cached.body == f"plain {path} 1"
+    assert cached.text == f"plain {path} 1"
 
 
 async def test_range_served_from_a_complete_entry(grenier: Grenier, origin: Origin) -> None:
@@ -312,8 +199,8 @@ async def test_range_served_from_a_complete_entry(grenier: Grenier, origin: Orig
     full = await via_proxy(grenier, origin.url(path))
     part = await via_proxy(grenier, origin.url(path), headers={"Range": "bytes=0-4"})
     assert part.status == 206
-    assert part.body == full.body[:5]
-    assert part.headers["Content-Range"] == f"bytes 0-4/{len(full.body)}"
+    assert part.text == full.text[:5]
+    assert part.headers["Content-Range"] == f"bytes 0-4/{len(full.text)}"
 
 
 def test_plain_python_client_through_the_forward_proxy(grenier: Grenier, origin: Origin) -> None:
@@ -344,4 +231,4 @@ async def test_fetch_endpoint_cuts_a_range_from_the_whole_response(grenier: Gren
         assert await r.text() == "plain"
         assert r.headers["Content-Range"].startswith("bytes 0-4/")
         assert "stored" in r.headers["Cache-Status"]
-    assert origin.hits[path] == 1
+    assert origin.hits(path) == 1

@@ -18,19 +18,11 @@ import aiohttp
 import pytest
 import redis
 
-from .origin import Origin
-from .support import (
-    CLOSED_PORT,
-    GrenierProcess,
-    Launcher,
-    Reply,
-    assert_no_traceback,
-    get,
-    miss_then_done,
-    poll_job,
-    request,
-)
-from .support import fetch_url as _fetch_url
+from tests.support.http import Reply, assert_no_traceback, get, miss_then_done, poll_job, send
+from tests.support.http import fetch_url as _fetch_url
+from tests.support.origins import Origin
+from tests.support.ports import CLOSED_PORT
+from tests.support.processes import GrenierProcess, Launcher
 
 MAX_BODY = 100_000
 MAX_TTL = 120
@@ -334,13 +326,13 @@ async def test_default_is_async_and_miss_wait_waits(
 
 async def test_head_works_like_get_without_a_body(stack: Stack, origin: Origin, http: aiohttp.ClientSession) -> None:
     target = origin.route()
-    miss = await request(http, "HEAD", stack.fetch_url(target))
+    miss = await send(http, "HEAD", stack.fetch_url(target))
     assert miss.status == 202
     assert miss.cache_status == {"fwd": "uri-miss"}
     assert miss.body == b""
     assert (await poll_job(http, stack.base, miss.location)).status == 200
 
-    hit = await request(http, "HEAD", stack.fetch_url(target))
+    hit = await send(http, "HEAD", stack.fetch_url(target))
     assert hit.status == 200
     assert hit.body == b""
     assert hit.cache_status["hit"] is True
@@ -549,10 +541,10 @@ async def test_client_mistakes_are_problems_with_a_detail(
 async def test_other_errors_are_problems_too(stack: Stack, origin: Origin, http: aiohttp.ClientSession) -> None:
     not_found = (await get(http, f"{stack.base}/no/such/endpoint")).problem(404)
     assert "/no/such/endpoint" in not_found["detail"]
-    post = await request(http, "POST", f"{stack.base}/fetch?url=http://example.com/")
+    post = await send(http, "POST", f"{stack.base}/fetch?url=http://example.com/")
     post.problem(405)
     # In forward mode other methods are relayed straight to the origin (RFC 9111 §4.4), never queued.
-    forward_post = await request(http, "POST", origin.route(), proxy=stack.base)
+    forward_post = await send(http, "POST", origin.route(), proxy=stack.base)
     assert forward_post.status == 200
     assert "fwd=method" in forward_post.headers["Cache-Status"]
 

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
-from .origin import Origin
-from .support import GrenierProcess, Launcher, fetch_url, get, poll_job
+from tests.support.http import fetch_url, get, poll_job
+from tests.support.origins import Origin
+from tests.support.processes import GrenierProcess, Launcher
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,10 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 
-from .origin import Origin
-from .support import Launcher, alive, async_wait_until, fetch_url, get, poll_job, wait_until, worker_children
+from tests.support.http import fetch_url, get, poll_job
+from tests.support.origins import Origin
+from tests.support.polling import async_wait_until, wait_until
+from tests.support.processes import Launcher, alive, worker_children
 
 HEARTBEAT = 3
 

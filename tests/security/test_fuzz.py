@@ -11,18 +11,9 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.security.harness import (
-    TRACEBACK_MARKS,
-    Grenier,
-    Origin,
-    Reply,
-    build,
-    exchange,
-    request,
-    start_grenier,
-    stop,
-    unique,
-)
+from tests.support.http import TRACEBACK_MARKS, Reply, build, exchange, request
+from tests.support.origins import Origin, unique
+from tests.support.processes import GrenierProcess, Launcher
 
 SEED = 1234
 REQUESTS = 300
@@ -32,7 +23,7 @@ UPSTREAM_STATUSES = {502, 503, 504}
 
 
 @pytest.fixture(scope="module")
-def fuzzed(origin: Origin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grenier]:
+def fuzzed(origin: Origin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrenierProcess]:
     env = {
         "GRENIER_CACHE_MISS": "wait",
         "GRENIER_CACHE_MAX_WAIT": "5",
@@ -43,9 +34,8 @@ def fuzzed(origin: Origin, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "GRENIER_SECURITY_ALLOW_PORTS": str(origin.port),
         "GRENIER_ADMIN_TOKEN": "fuzz-admin-token",  # so that a random PURGE can never drop the entry under watch
     }
-    g = start_grenier(env, tmp_path_factory.mktemp("fuzz"), "fuzz")
-    yield g
-    stop(g.proc)
+    with Launcher(tmp_path_factory.mktemp("fuzz")) as launcher:
+        yield launcher.serve(env)
 
 
 class Generator:
@@ -184,7 +174,7 @@ class Generator:
         return method, url.encode("utf-8", "surrogatepass"), ""
 
 
-def test_fuzz_endpoints(fuzzed: Grenier, origin: Origin) -> None:
+def test_fuzz_endpoints(fuzzed: GrenierProcess, origin: Origin) -> None:
     path = unique("plain")
     keeper = origin.url(path)
     stored = request(fuzzed.port, "GET", keeper)

@@ -9,48 +9,36 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import redis
 
-from tests.security.harness import (
-    Grenier,
-    Origin,
-    assert_problem,
-    fetch_target,
-    loopback_env,
-    parse_raw,
-    raw_roundtrip,
-    request,
-    start_grenier,
-    stop,
-    unique,
-)
+from tests.support.http import assert_problem, fetch_target, parse_raw, raw_roundtrip, request
+from tests.support.origins import Origin, unique
+from tests.support.processes import GrenierProcess, Launcher
 
 
 @pytest.fixture(scope="module")
-def limited(origin: Origin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grenier]:
+def limited(loopback_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrenierProcess]:
     env = {
-        **loopback_env(origin),
+        **loopback_env,
         "GRENIER_SERVER_MAX_BODY_BYTES": "1000",
         "GRENIER_UPSTREAM_MAX_BODY_BYTES": "4000",
         "GRENIER_SERVER_KEEPALIVE_TIMEOUT": "1",
         "GRENIER_SERVER_MISS_RATE": "0",
     }
-    g = start_grenier(env, tmp_path_factory.mktemp("limits"), "limits")
-    yield g
-    stop(g.proc)
+    with Launcher(tmp_path_factory.mktemp("limits")) as launcher:
+        yield launcher.serve(env)
 
 
-def test_request_line_over_16_kib(limited: Grenier, origin: Origin) -> None:
+def test_request_line_over_16_kib(limited: GrenierProcess, origin: Origin) -> None:
     target = fetch_target(origin.url("/long?" + "a" * 17_000))
     received, closed = raw_roundtrip(limited.port, f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode(), wait=5)
     reply = parse_raw(received)
     assert reply.status in {400, 414}, received[:300]
     assert reply.header("Content-Type").startswith("application/problem+json")
     assert closed
-    assert origin.count("/long") == 0
+    assert origin.hits("/long") == 0
 
 
-def test_header_field_over_16_kib(limited: Grenier, origin: Origin) -> None:
+def test_header_field_over_16_kib(limited: GrenierProcess, origin: Origin) -> None:
     path = unique("plain")
     raw = f"GET {origin.url(path)} HTTP/1.1\r\nHost: x\r\nX-Big: {'b' * 17_000}\r\n\r\n".encode()
     received, closed = raw_roundtrip(limited.port, raw, wait=5)
@@ -58,22 +46,22 @@ def test_header_field_over_16_kib(limited: Grenier, origin: Origin) -> None:
     assert reply.status in {400, 431}, received[:300]
     assert reply.header("Content-Type").startswith("application/problem+json")
     assert closed
-    assert origin.count(path) == 0
+    assert origin.hits(path) == 0
 
 
 @pytest.mark.parametrize("form", ["fetch", "forward"])
-def test_target_url_over_8_kib(limited: Grenier, origin: Origin, form: str) -> None:
+def test_target_url_over_8_kib(limited: GrenierProcess, origin: Origin, form: str) -> None:
     url = origin.url("/long?" + "a" * 9000)
     if form == "fetch":
         reply = request(limited.port, "GET", fetch_target(url), host=f"127.0.0.1:{limited.port}")
     else:
         reply = request(limited.port, "GET", url)
     assert_problem(reply, 414, "8192 bytes")
-    assert origin.count("/long") == 0
+    assert origin.hits("/long") == 0
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
-def test_passthrough_body_over_max_body_bytes(limited: Grenier, origin: Origin, framing: str) -> None:
+def test_passthrough_body_over_max_body_bytes(limited: GrenierProcess, origin: Origin, framing: str) -> None:
     path = unique("post")
     body = b"p" * 5000
     headers = [("Content-Type", "application/octet-stream")]
@@ -84,20 +72,20 @@ def test_passthrough_body_over_max_body_bytes(limited: Grenier, origin: Origin, 
         payload = body
     reply = request(limited.port, "POST", origin.url(path), headers, payload)
     assert_problem(reply, 413, "server.max_body_bytes", "1000")
-    assert origin.count(path) == 0
+    assert origin.hits(path) == 0
 
 
-def test_body_refusal_closes_the_connection(limited: Grenier, origin: Origin) -> None:
+def test_body_refusal_closes_the_connection(limited: GrenierProcess, origin: Origin) -> None:
     """A refused body is not read: the connection ends with the 413 rather than draining what follows."""
     path = unique("post")
     head = f"POST {origin.url(path)} HTTP/1.1\r\nHost: 127.0.0.1:{origin.port}\r\nContent-Length: 5000\r\n\r\n"
     received, closed = raw_roundtrip(limited.port, head.encode() + b"p" * 2000, wait=3)
     assert parse_raw(received).status == 413, received[:300]
     assert closed, "the connection stayed open after the 413"
-    assert origin.count(path) == 0
+    assert origin.hits(path) == 0
 
 
-def test_passthrough_body_under_the_limit_is_relayed(limited: Grenier, origin: Origin) -> None:
+def test_passthrough_body_under_the_limit_is_relayed(limited: GrenierProcess, origin: Origin) -> None:
     path = unique("post")
     reply = request(limited.port, "POST", origin.url(path), [], b"q" * 900)
     assert reply.status == 200, reply
@@ -106,7 +94,7 @@ def test_passthrough_body_under_the_limit_is_relayed(limited: Grenier, origin: O
 
 
 @pytest.mark.parametrize("kind", ["big", "bigchunked"])
-def test_upstream_body_over_max_body_bytes(limited: Grenier, origin: Origin, kind: str) -> None:
+def test_upstream_body_over_max_body_bytes(limited: GrenierProcess, origin: Origin, kind: str) -> None:
     path = unique(kind)
     reply = request(limited.port, "GET", origin.url(path))
     assert_problem(reply, 502, "4000-byte limit")
@@ -114,7 +102,7 @@ def test_upstream_body_over_max_body_bytes(limited: Grenier, origin: Origin, kin
     assert again.status == 504, "an oversized body must not be stored"
 
 
-def test_slow_client_is_cut_off_and_others_are_served(limited: Grenier, origin: Origin) -> None:
+def test_slow_client_is_cut_off_and_others_are_served(limited: GrenierProcess, origin: Origin) -> None:
     """keepalive_timeout=1: a socket that stalls half-way through its request line is closed within a few seconds."""
     slow = socket.create_connection(("127.0.0.1", limited.port), timeout=10)
     try:
@@ -141,21 +129,20 @@ def test_slow_client_is_cut_off_and_others_are_served(limited: Grenier, origin: 
 
 
 @pytest.fixture(scope="module")
-def rate_limited(origin: Origin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grenier]:
-    env = {**loopback_env(origin), "GRENIER_SERVER_MISS_RATE": "1", "GRENIER_SERVER_MISS_BURST": "2"}
-    g = start_grenier(env, tmp_path_factory.mktemp("rate"), "rate")
-    yield g
-    stop(g.proc)
+def rate_limited(loopback_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrenierProcess]:
+    env = {**loopback_env, "GRENIER_SERVER_MISS_RATE": "1", "GRENIER_SERVER_MISS_BURST": "2"}
+    with Launcher(tmp_path_factory.mktemp("rate")) as launcher:
+        yield launcher.serve(env)
 
 
-def test_miss_rate_limits_misses_not_hits(rate_limited: Grenier, origin: Origin) -> None:
+def test_miss_rate_limits_misses_not_hits(rate_limited: GrenierProcess, origin: Origin) -> None:
     first, second, third = unique("plain"), unique("plain"), unique("plain")
     assert request(rate_limited.port, "GET", origin.url(first)).status == 200
     assert request(rate_limited.port, "GET", origin.url(second)).status == 200
     refused = request(rate_limited.port, "GET", origin.url(third))
     assert_problem(refused, 429, "server.miss_rate")
     assert int(refused.header("Retry-After")) >= 1
-    assert origin.count(third) == 0
+    assert origin.hits(third) == 0
     for _ in range(3):
         hit = request(rate_limited.port, "GET", origin.url(first))
         assert hit.status == 200, hit
@@ -166,23 +153,20 @@ def test_miss_rate_limits_misses_not_hits(rate_limited: Grenier, origin: Origin)
 
 
 @pytest.fixture(scope="module")
-def backlogged(redis_server: str, origin: Origin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grenier]:
-    url = redis_server.rsplit("/", 1)[0] + "/8"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    client.close()
+def backlogged(
+    module_redis: str, loopback_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GrenierProcess]:
     env = {
-        **loopback_env(origin),
-        "GRENIER_REDIS_URL": url,
+        **loopback_env,
+        "GRENIER_REDIS_URL": module_redis,
         "GRENIER_CACHE_MISS": "async",
         "GRENIER_JOBS_MAX_PENDING": "2",
     }
-    g = start_grenier(env, tmp_path_factory.mktemp("backlog"), "backlog")
-    yield g
-    stop(g.proc)
+    with Launcher(tmp_path_factory.mktemp("backlog")) as launcher:
+        yield launcher.serve(env)
 
 
-def test_pending_jobs_cap_answers_503(backlogged: Grenier, origin: Origin) -> None:
+def test_pending_jobs_cap_answers_503(backlogged: GrenierProcess, origin: Origin) -> None:
     paths = [unique("plain") for _ in range(3)]
     for path in paths[:2]:
         accepted = request(backlogged.port, "GET", origin.url(path))
@@ -191,4 +175,4 @@ def test_pending_jobs_cap_answers_503(backlogged: Grenier, origin: Origin) -> No
     refused = request(backlogged.port, "GET", origin.url(paths[2]))
     assert_problem(refused, 503, "jobs.max_pending")
     assert int(refused.header("Retry-After")) >= 1
-    assert all(origin.count(p) == 0 for p in paths), "no worker runs: nothing is fetched"
+    assert all(origin.hits(p) == 0 for p in paths), "no worker runs: nothing is fetched"

@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from tests.security.harness import Answer, Grenier, Origin, Seen, exchange, fetch_target, request, unique
+from tests.support.http import exchange, fetch_target, request
+from tests.support.origins import Answer, Origin, Seen, unique
+from tests.support.processes import GrenierProcess
 
 POISON = [
     ("X-Forwarded-Host", "evil.example"),
@@ -19,7 +21,9 @@ POISON = [
 ]
 
 
-def get(g: Grenier, form: str, url: str, headers: list[tuple[str, str]] | None = None, body: bytes | None = None):
+def get(
+    g: GrenierProcess, form: str, url: str, headers: list[tuple[str, str]] | None = None, body: bytes | None = None
+):
     if form == "fetch":
         return request(g.port, "GET", fetch_target(url), headers or [], body, host=f"127.0.0.1:{g.port}")
     return request(g.port, "GET", url, headers or [], body)
@@ -27,7 +31,7 @@ def get(g: Grenier, form: str, url: str, headers: list[tuple[str, str]] | None =
 
 @pytest.mark.parametrize("form", ["fetch", "forward"])
 def test_unkeyed_fields_and_get_bodies_do_not_reach_the_origin(
-    open_grenier: Grenier, origin: Origin, form: str
+    open_grenier: GrenierProcess, origin: Origin, form: str
 ) -> None:
     path = unique("echo")
     url = origin.url(path)
@@ -55,7 +59,7 @@ def test_unkeyed_fields_and_get_bodies_do_not_reach_the_origin(
     "credential", [("Authorization", "Bearer alice-s3cret"), ("Cookie", "session=alice-s3cret")], ids=["auth", "cookie"]
 )
 def test_credentialed_requests_are_relayed_and_never_stored(
-    open_grenier: Grenier, origin: Origin, credential: tuple[str, str]
+    open_grenier: GrenierProcess, origin: Origin, credential: tuple[str, str]
 ) -> None:
     path = unique("echo")
     url = origin.url(path)
@@ -73,11 +77,11 @@ def test_credentialed_requests_are_relayed_and_never_stored(
     last = request(open_grenier.port, "GET", url)
     assert last.header("Cache-Status").startswith("grenier;hit"), last
     assert last.body == clean.body
-    assert origin.count(path) == 3
+    assert origin.hits(path) == 3
 
 
 @pytest.mark.parametrize("form", ["fetch", "forward"])
-def test_set_cookie_responses_are_not_stored(open_grenier: Grenier, origin: Origin, form: str) -> None:
+def test_set_cookie_responses_are_not_stored(open_grenier: GrenierProcess, origin: Origin, form: str) -> None:
     path = unique("cookie")
     url = origin.url(path)
     first = get(open_grenier, form, url)
@@ -86,7 +90,7 @@ def test_set_cookie_responses_are_not_stored(open_grenier: Grenier, origin: Orig
     second = get(open_grenier, form, url)
     assert "fwd=uri-miss" in second.header("Cache-Status"), second
     assert second.text == f"cookie {path} 2"
-    assert origin.count(path) == 2
+    assert origin.hits(path) == 2
 
 
 def good_then(status: int):
@@ -102,7 +106,7 @@ def good_then(status: int):
 
 @pytest.mark.parametrize("status", [404, 500, 503, 403])
 def test_an_error_without_freshness_does_not_replace_a_good_entry(
-    open_grenier: Grenier, origin: Origin, status: int
+    open_grenier: GrenierProcess, origin: Origin, status: int
 ) -> None:
     path = unique("prog")
     url = origin.url(path)
@@ -114,14 +118,16 @@ def test_an_error_without_freshness_does_not_replace_a_good_entry(
     assert kept.status == 200, kept
     assert kept.text == "the good body"
     assert kept.header("Cache-Status").startswith("grenier;hit")
-    assert origin.count(path) == 2
+    assert origin.hits(path) == 2
 
 
-def test_absolute_form_url_wins_over_the_host_field(open_grenier: Grenier, origin: Origin, bystander: Origin) -> None:
+def test_absolute_form_url_wins_over_the_host_field(
+    open_grenier: GrenierProcess, origin: Origin, bystander: Origin
+) -> None:
     """The entry is keyed by the request's URL; the Host field (naming another allowed server) is never fetched."""
     path = unique("plain")
     url = origin.url(path)
-    before = bystander.total()
+    before = len(bystander.seen)
     liar = request(open_grenier.port, "GET", url, [("Host", f"127.0.0.1:{bystander.port}")])
     assert liar.status == 200, liar
     assert liar.text == f"plain {path} 1"
@@ -133,8 +139,8 @@ def test_absolute_form_url_wins_over_the_host_field(open_grenier: Grenier, origi
     other = request(open_grenier.port, "GET", url, [("Host", "evil.example")])
     assert other.header("Cache-Status").startswith("grenier;hit"), other
     assert other.body == liar.body
-    assert bystander.total() == before
-    assert origin.count(path) == 1
+    assert len(bystander.seen) == before
+    assert origin.hits(path) == 1
 
 
 HOP_BY_HOP = [
@@ -154,7 +160,7 @@ HOP_BY_HOP = [
     ids=["cacheable", "credentialed-relay", "post-relay", "delete-relay"],
 )
 def test_hop_by_hop_fields_never_reach_the_origin(
-    open_grenier: Grenier, origin: Origin, method: str, extra: list[tuple[str, str]]
+    open_grenier: GrenierProcess, origin: Origin, method: str, extra: list[tuple[str, str]]
 ) -> None:
     path = unique("echo")
     raw = (

@@ -9,25 +9,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.security.harness import (
-    Answer,
-    Grenier,
-    Origin,
-    Seen,
-    assert_no_traceback,
-    parse_raw,
-    raw_roundtrip,
-    request,
-    start_grenier,
-    stop,
-    unique,
-)
+from tests.support.http import assert_no_traceback, parse_raw, raw_roundtrip, request
+from tests.support.origins import Answer, Origin, Seen, unique
+from tests.support.processes import GrenierProcess, Launcher
 
 
 @pytest.fixture(scope="module", params=["c-parser", "python-parser"])
 def wire_grenier(
     request: pytest.FixtureRequest, origin: Origin, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Grenier]:
+) -> Iterator[GrenierProcess]:
     env = {
         "GRENIER_CACHE_MISS": "wait",
         "GRENIER_UPSTREAM_RETRIES": "0",
@@ -36,9 +26,8 @@ def wire_grenier(
     }
     if request.param == "python-parser":
         env["AIOHTTP_NO_EXTENSIONS"] = "1"
-    g = start_grenier(env, tmp_path_factory.mktemp(request.param), request.param)
-    yield g
-    stop(g.proc)
+    with Launcher(tmp_path_factory.mktemp(request.param)) as launcher:
+        yield launcher.serve(env)
 
 
 def smuggling_corpus(origin_port: int, path: str) -> dict[str, bytes]:
@@ -69,7 +58,7 @@ CASES = list(smuggling_corpus(1, "/").keys())
 
 @pytest.mark.parametrize("case", CASES)
 def test_ambiguous_framing_is_refused_and_the_connection_closed(
-    wire_grenier: Grenier, origin: Origin, case: str
+    wire_grenier: GrenierProcess, origin: Origin, case: str
 ) -> None:
     path = unique("wire")
     data = smuggling_corpus(origin.port, path)[case]
@@ -85,7 +74,7 @@ def test_ambiguous_framing_is_refused_and_the_connection_closed(
         f"a second (smuggled) response followed: {received!r}"
     )
     assert closed, f"{case}: the connection was left open after a framing error"
-    assert origin.count(path) == 0
+    assert origin.hits(path) == 0
     assert wire_grenier.alive()
 
 
@@ -95,7 +84,7 @@ def cut_short_after_good(n: int, seen: Seen) -> Answer:
     return Answer(raw=b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nCache-Control: max-age=300\r\n\r\n0123456789")
 
 
-def test_upstream_cut_short_is_a_502_and_the_entry_is_kept(wire_grenier: Grenier, origin: Origin) -> None:
+def test_upstream_cut_short_is_a_502_and_the_entry_is_kept(wire_grenier: GrenierProcess, origin: Origin) -> None:
     path = unique("prog")
     url = origin.url(path)
     origin.program(path, cut_short_after_good)
@@ -108,10 +97,10 @@ def test_upstream_cut_short_is_a_502_and_the_entry_is_kept(wire_grenier: Grenier
     kept = request(wire_grenier.port, "GET", url, [("Cache-Control", "max-stale")])
     assert kept.status == 200, kept
     assert kept.text == "the good body"
-    assert origin.count(path) == 2
+    assert origin.hits(path) == 2
 
 
-def test_upstream_cut_short_first_time_stores_nothing(wire_grenier: Grenier, origin: Origin) -> None:
+def test_upstream_cut_short_first_time_stores_nothing(wire_grenier: GrenierProcess, origin: Origin) -> None:
     path = unique("prog")
     url = origin.url(path)
     origin.program(path, lambda n, seen: cut_short_after_good(2, seen))

@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gzip
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from core.netguard import Guard
 from core.settings import UpstreamSettings
 from core.upstream import USER_AGENT, UpstreamError, backoff, fetch, new_session
+from tests.support.origins import Answer, DroppingOrigin, GarbageOrigin, Origin
+from tests.support.ports import free_port as _closed_port
 
 GZIPPED = gzip.compress(b"hello, compressed world\n" * 50, mtime=0)
 CAP = 1000
 
 #: aiohttp itself re-sends an idempotent request once when the server drops the connection without answering.
 AIOHTTP_TRIES_PER_DROPPED_GET = 2
-
-AiohttpServer = Callable[..., Awaitable[TestServer]]
 
 
 @pytest.mark.parametrize(
@@ -70,82 +65,26 @@ def test_backoff_default_cap() -> None:
 # --- the origin -------------------------------------------------------------------------------------------------
 
 
-class Origin:
-    def __init__(self) -> None:
-        self.release = asyncio.Event()  # set at teardown so slow handlers end
-        self.seen: list[dict[str, str]] = []
-
-    async def plain(self, request: web.Request) -> web.Response:
-        return web.Response(
-            body=b"plain body \x00\xff",
-            headers={"Content-Type": "application/octet-stream", "X-Custom": "caf\xe9", "Cache-Control": "max-age=5"},
-        )
-
-    async def echo(self, request: web.Request) -> web.Response:
-        self.seen.append(dict(request.headers))
-        return web.Response(text="ok")
-
-    async def gzipped(self, request: web.Request) -> web.Response:
-        return web.Response(
-            body=GZIPPED,
-            headers={"Content-Type": "text/plain", "Content-Encoding": "gzip", "Vary": "Accept-Encoding"},
-        )
-
-    async def redirect(self, request: web.Request) -> web.Response:
-        return web.Response(status=301, headers={"Location": "/plain"}, text="moved")
-
-    async def error(self, request: web.Request) -> web.Response:
-        return web.Response(status=503, headers={"Retry-After": "7"}, text="down for maintenance")
-
-    async def not_found(self, request: web.Request) -> web.Response:
-        return web.Response(status=404, text="nothing here")
-
-    async def sized(self, request: web.Request) -> web.Response:
-        return web.Response(body=b"x" * int(request.match_info["n"]))
-
-    async def chunked(self, request: web.Request) -> web.StreamResponse:
-        n = int(request.match_info["n"])
-        resp = web.StreamResponse()
-        resp.enable_chunked_encoding()
-        await resp.prepare(request)
-        with contextlib.suppress(ConnectionError):
-            for start in range(0, n, 300):
-                await resp.write(b"y" * min(300, n - start))
-            await resp.write_eof()
-        return resp
-
-    async def slow(self, request: web.Request) -> web.Response:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.release.wait(), 30)
-        return web.Response(text="late")
-
-    async def slow_body(self, request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Length": "100"})
-        await resp.prepare(request)
-        with contextlib.suppress(ConnectionError):
-            await resp.write(b"z" * 10)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.release.wait(), 30)
-        return resp
-
-
 @pytest.fixture
-async def origin(aiohttp_server: AiohttpServer) -> AsyncIterator[tuple[Origin, str]]:
-    o = Origin()
-    app = web.Application()
-    app.router.add_get("/plain", o.plain)
-    app.router.add_get("/echo", o.echo)
-    app.router.add_get("/gzip", o.gzipped)
-    app.router.add_get("/redirect", o.redirect)
-    app.router.add_get("/error", o.error)
-    app.router.add_get("/missing", o.not_found)
-    app.router.add_get("/sized/{n}", o.sized)
-    app.router.add_get("/chunked/{n}", o.chunked)
-    app.router.add_get("/slow", o.slow)
-    app.router.add_get("/slow-body", o.slow_body)
-    server = await aiohttp_server(app, host="127.0.0.1")
-    yield o, f"http://127.0.0.1:{server.port}"
-    o.release.set()
+def origin() -> Iterator[tuple[Origin, str]]:
+    o = Origin().start()
+    o.route(
+        "/plain",
+        body=b"plain body \x00\xff",
+        content_type="application/octet-stream",
+        headers={"X-Custom": "caf\xe9"},
+        cache_control="max-age=5",
+    )
+    o.route("/echo", body=b"ok", cache_control=None)
+    o.route("/gzip", body=GZIPPED, headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}, cache_control=None)
+    o.route("/redirect", status=301, headers={"Location": "/plain"}, body=b"moved", cache_control=None)
+    o.route("/error", status=503, headers={"Retry-After": "7"}, body=b"down for maintenance", cache_control=None)
+    o.route("/missing", status=404, body=b"nothing here", cache_control=None)
+    o.route("/slow", body=b"late", delays=(30,), cache_control=None)  # the delay ends when the origin stops
+    o.program("/slow-body", lambda n, seen: Answer(body=b"z" * 100, stall=(10, 30)))
+    # /sized/<n> and /chunked/<n> (chunks of 300) are kinds every origin answers.
+    yield o, o.base
+    o.stop()
 
 
 LIMITS = UpstreamSettings(connect_timeout=2.0, total_timeout=10.0, max_body_bytes=CAP, retries=0, retry_backoff=0.01)
@@ -263,49 +202,12 @@ async def test_slow_origin_times_out(origin: tuple[Origin, str], path: str) -> N
     assert "0.3 s" in info.value.detail
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port  # nobody listens here any more
-
-
 async def test_connection_refused_is_connect_error() -> None:
     limits = UpstreamSettings(connect_timeout=2.0, total_timeout=5.0, max_body_bytes=CAP, retries=2, retry_backoff=0.01)
     with pytest.raises(UpstreamError) as info:
         await _fetch(f"http://127.0.0.1:{_closed_port()}/", limits)
     assert info.value.kind == "connect"
     assert "cannot reach upstream" in info.value.detail
-
-
-class DroppingOrigin:
-    """A TCP listener that accepts and at once closes each connection, counting them."""
-
-    def __init__(self) -> None:
-        self.connections = 0
-        self.server: asyncio.Server | None = None
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        port: int = self.server.sockets[0].getsockname()[1]
-        return port
-
-
-class GarbageOrigin(DroppingOrigin):
-    """Answers every request with bytes that are not HTTP."""
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"SMTP ready, not HTTP at all\r\n\r\n")
-        await writer.drain()
-        writer.close()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import redis
 from core.queue import JobMessage, JobQueue
 from core.settings import JobsSettings
 from jobs.queues import EmbeddedQueue, RedisQueue
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 JOBS = JobsSettings(poll_interval=0.05, heartbeat_timeout=5.0)
 BOUND = 15.0  # seconds a bounded wait allows; it only catches "never happened"
