@@ -180,6 +180,8 @@ class RedisStore:
         self._release = client.register_script(_RELEASE)
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._listener: asyncio.Task[None] | None = None
+        self._subscribed = False
+        """Are notifications flowing? Nothing is put in the hot tier unless they are."""
 
     @classmethod
     def from_url(cls, url: str, hot: HotTier[Any] | None = None) -> RedisStore:
@@ -194,7 +196,7 @@ class RedisStore:
                 return held
         data = await self.redis.get(full)
         found = _decode_entry(data)
-        if found is not None and self.hot is not None and isinstance(data, bytes):
+        if found is not None and self.hot is not None and self._subscribed and isinstance(data, bytes):
             self.hot.put(full, found, len(data))
         return found
 
@@ -230,7 +232,7 @@ class RedisStore:
                 return held
         values = await self.redis.mget(keys)
         found = [v if isinstance(v, bytes) else None for v in values]
-        if hot is not None:
+        if hot is not None and self._subscribed:
             for k, v in zip(keys, found, strict=True):
                 if v is not None:
                     hot.put(k, v, len(v))
@@ -303,6 +305,7 @@ class RedisStore:
                     await pubsub.subscribe(DONE_CHANNEL, ENTRY_CHANNEL)
                     if self.hot is not None:  # what changed while we were not listening is unknown: forget it all
                         self.hot.clear()
+                    self._subscribed = True
                     while True:
                         msg = await pubsub.get_message(timeout=5.0)
                         if not msg or msg.get("type") != "message":
@@ -313,8 +316,10 @@ class RedisStore:
                         else:
                             self._wake(msg["data"].decode())
             except asyncio.CancelledError:
+                self._subscribed = False
                 raise
             except Exception as exc:  # the poll fallback keeps waiters going meanwhile
+                self._subscribed = False
                 log.warning("job notification listener failed (%s); retrying", exc)
                 await asyncio.sleep(1.0)
 

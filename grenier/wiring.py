@@ -10,9 +10,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 from aiohttp import web
 
+from core.hot_tier import HotTier
 from core.memory_store import MemoryStore
 from core.queue import JobQueue
 from core.settings import Settings
@@ -30,9 +32,13 @@ def create_app(settings: Settings) -> web.Application:
 @asynccontextmanager
 async def backends(settings: Settings) -> AsyncIterator[tuple[Store, JobQueue]]:
     """The store and the queue for the settings' mode, with the in-process workers when embedded."""
-    store: Store = (
-        MemoryStore(settings.cache.memory_bytes) if settings.embedded else RedisStore.from_url(settings.redis.url)
-    )
+    store: Store
+    cache = settings.cache
+    if settings.embedded:
+        store = MemoryStore(cache.memory_bytes)
+    else:
+        hot = HotTier[Any](cache.hot_bytes, cache.hot_entry_bytes, cache.hot_seconds) if cache.hot_bytes else None
+        store = RedisStore.from_url(settings.redis.url, hot)
     queue = open_queue(settings)
     workers = None
     if settings.embedded:

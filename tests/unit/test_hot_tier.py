@@ -91,6 +91,7 @@ async def test_a_hot_entry_is_served_without_reading_redis(
     two_servers: tuple[RedisStore, RedisStore, redis.Redis],
 ) -> None:
     a, _, plain = two_servers
+    await _subscribed(a, plain, 1)  # nothing is held hot before notifications flow
     await a.put_entry("h", entry(b"v1"), 60)
     assert await a.get_entry("h") == entry(b"v1")
     plain.set(entry_key("h"), entry(b"behind its back").encode())  # no notification: the hot copy stands
