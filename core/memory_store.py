@@ -178,7 +178,7 @@ class MemoryStore:
     async def put_chunk(self, name: str, index: int, data: bytes, expire: float) -> None:
         self._set(chunk_key(name, index), data, expire)
 
-    async def get_chunks(self, name: str, indexes: Sequence[int]) -> list[bytes | None]:
+    async def get_chunks(self, name: str, indexes: Sequence[int], body_size: int) -> list[bytes | None]:
         return [self._get(chunk_key(name, i)) for i in indexes]
 
     async def keep_chunks(self, name: str, count: int, expire: float) -> None:

@@ -87,8 +87,9 @@ class Store(Protocol):
         """Store chunk ``index`` of the body ``name`` (see :class:`~core.records.BodyRef`)."""
         ...
 
-    async def get_chunks(self, name: str, indexes: Sequence[int]) -> list[bytes | None]:
-        """Those chunks of body ``name``, in one round trip; ``None`` for any that is gone (expired, evicted)."""
+    async def get_chunks(self, name: str, indexes: Sequence[int], body_size: int) -> list[bytes | None]:
+        """Those chunks of body ``name`` (``body_size`` bytes in all), in one round trip; ``None`` for any that is
+        gone (expired, evicted)."""
         ...
 
     async def keep_chunks(self, name: str, count: int, expire: float) -> None:
@@ -221,11 +222,12 @@ class RedisStore:
     async def put_chunk(self, name: str, index: int, data: bytes, expire: float) -> None:
         await self.redis.set(chunk_key(name, index), data, px=_ms(expire))
 
-    async def get_chunks(self, name: str, indexes: Sequence[int]) -> list[bytes | None]:
+    async def get_chunks(self, name: str, indexes: Sequence[int], body_size: int) -> list[bytes | None]:
         if not indexes:
             return []
         keys = [chunk_key(name, i) for i in indexes]
-        hot = self.hot
+        # Only the chunks of a body small enough to be hot as a whole are held: a large body streams through.
+        hot = self.hot if self.hot is not None and body_size <= self.hot.max_item_bytes else None
         if hot is not None:  # a version's chunks never change: they are held without any notification
             held: list[bytes | None] = [hot.get(k) for k in keys]
             if all(h is not None for h in held):

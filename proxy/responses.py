@@ -61,13 +61,13 @@ async def _chunks(store: Store, ref: BodyRef, first: int, last: int) -> AsyncIte
     """
     numbers = ref.span(first, last)
     batches = [numbers[i : i + CHUNKS_PER_READ] for i in range(0, len(numbers), CHUNKS_PER_READ)]
-    opening = await store.get_chunks(ref.name, batches[0])
+    opening = await store.get_chunks(ref.name, batches[0], ref.size)
     if any(c is None for c in opening):
         raise BodyGone(ref.name)
 
     async def stream() -> AsyncIterator[bytes]:
         for n, batch in enumerate(batches):
-            got = opening if n == 0 else await store.get_chunks(ref.name, batch)
+            got = opening if n == 0 else await store.get_chunks(ref.name, batch, ref.size)
             for index, data in zip(batch, got, strict=True):
                 expected = min(ref.chunk, ref.size - index * ref.chunk)
                 if data is None or len(data) != expected:

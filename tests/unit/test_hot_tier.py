@@ -122,3 +122,19 @@ async def test_a_write_in_one_process_reaches_the_other_hot_tier(
         return await b.get_entry("h") is None
 
     await eventually(b_sees_nothing, "the purge reached the other process's hot tier")
+
+
+async def test_only_the_chunks_of_a_body_small_enough_to_be_hot_are_held(
+    two_servers: tuple[RedisStore, RedisStore, redis.Redis],
+) -> None:
+    """A large body streams through the process: holding its chunks would make its memory grow with the body."""
+    a, _, plain = two_servers
+    assert a.hot is not None
+    await _subscribed(a, plain, 1)
+    await a.put_chunk("small:v", 0, b"s" * 1000, 60)
+    await a.put_chunk("large:v", 0, b"l" * 1000, 60)
+    assert await a.get_chunks("small:v", [0], 1000) == [b"s" * 1000]
+    held = a.hot.bytes
+    assert held >= 1000
+    assert await a.get_chunks("large:v", [0], a.hot.max_item_bytes + 1) == [b"l" * 1000]
+    assert a.hot.bytes == held

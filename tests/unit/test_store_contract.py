@@ -273,11 +273,11 @@ async def test_chunks_round_trip_in_order_and_gaps_read_as_none(store: Store) ->
     data = [bytes([i]) * 1000 for i in range(3)]
     for i, chunk in enumerate(data):
         await store.put_chunk("h:v1", i, chunk, LONG)
-    assert await store.get_chunks("h:v1", [0, 1, 2]) == data
-    assert await store.get_chunks("h:v1", [2, 0]) == [data[2], data[0]]
-    assert await store.get_chunks("h:v1", [3]) == [None]
-    assert await store.get_chunks("h:v2", [0]) == [None]  # another version of the same body is another body
-    assert await store.get_chunks("h:v1", []) == []
+    assert await store.get_chunks("h:v1", [0, 1, 2], 3000) == data
+    assert await store.get_chunks("h:v1", [2, 0], 3000) == [data[2], data[0]]
+    assert await store.get_chunks("h:v1", [3], 3000) == [None]
+    assert await store.get_chunks("h:v2", [0], 3000) == [None]  # another version of the same body is another body
+    assert await store.get_chunks("h:v1", [], 3000) == []
 
 
 async def test_chunks_expire_and_keep_chunks_extends_them(
@@ -288,8 +288,8 @@ async def test_chunks_expire_and_keep_chunks_extends_them(
         await store.put_chunk("h:left", i, b"l", SHORT)
     await store.keep_chunks("h:kept", 2, LONG)
     await pass_time(PAST_SHORT)
-    assert await store.get_chunks("h:kept", [0, 1]) == [b"k", b"k"]
-    assert await store.get_chunks("h:left", [0, 1]) == [None, None]
+    assert await store.get_chunks("h:kept", [0, 1], 3000) == [b"k", b"k"]
+    assert await store.get_chunks("h:left", [0, 1], 3000) == [None, None]
 
 
 # --- finishing and waiting --------------------------------------------------------------------------------------
