@@ -36,6 +36,13 @@ def _doc(text: str) -> Any:
 class ServerSettings:
     host: str = field(default="127.0.0.1", metadata=_doc("Address `grenier serve` listens on."))
     port: int = field(default=8080, metadata=_doc("Port `grenier serve` listens on."))
+    processes: int = field(
+        default=0,
+        metadata=_doc(
+            "Server processes `grenier serve` runs on the one port (SO_REUSEPORT); 0: one per CPU core. Embedded"
+            " mode runs one (its store and workers live in it) and refuses more."
+        ),
+    )
     allow_clients: tuple[str, ...] = field(
         default=("127.0.0.0/8", "::1/128"),
         metadata=_doc("Networks (CIDR) whose clients may use /fetch, the form and the forward proxy."),
@@ -313,6 +320,7 @@ _ZERO_ALLOWED = frozenset(
         "upstream.retry_backoff",
         "server.max_body_bytes",
         "server.miss_rate",
+        "server.processes",
     }
 )
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import NoReturn
 
 from core.logs import setup_logging
 from core.settings import ConfigError, Settings, load
@@ -21,6 +20,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="path to config.toml (default: $GRENIER_CONFIG or ./config.toml)")
     serve.add_argument("--host", help="listen address (overrides server.host)")
     serve.add_argument("--port", type=int, help="listen port (overrides server.port)")
+    serve.add_argument(
+        "--processes", type=int, help="server processes on the one port, 0: one per core (overrides server.processes)"
+    )
     purge = sub.add_parser("purge", help="forget every stored variant of a URL (Redis mode)")
     purge.add_argument("url", help="the absolute URL to purge")
     purge.add_argument("--config", help="path to config.toml (default: $GRENIER_CONFIG or ./config.toml)")
@@ -31,14 +33,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _config_error(exc: ConfigError) -> NoReturn:
+    print(f"grenier: configuration error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     try:
         settings = load(args.config)
-        if args.command == "serve" and (args.host or args.port is not None):
+        if args.command == "serve":
+            if args.processes is not None and args.processes < 0:
+                raise ConfigError(f"--processes: must be at least 0, got {args.processes}")
             server = replace(
                 settings.server,
                 host=args.host or settings.server.host,
                 port=settings.server.port if args.port is None else args.port,
+                processes=settings.server.processes if args.processes is None else args.processes,
             )
             settings = replace(settings, server=server)
         if args.command == "worker":
@@ -48,26 +58,16 @@ def _settings(args: argparse.Namespace) -> Settings:
                     raise ConfigError(f"--{name}: must be at least 1, got {value}")
         return settings
     except ConfigError as exc:
-        print(f"grenier: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _config_error(exc)
 
 
 def _serve(settings: Settings) -> int:
-    from proxy.app import serve
+    from . import servers
 
-    from .wiring import create_app
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await serve(create_app(settings), settings)
-
-    asyncio.run(main())
-    return 0
+    try:
+        return servers.run(settings)
+    except ConfigError as exc:
+        _config_error(exc)
 
 
 def _purge(settings: Settings, raw_url: str) -> int:

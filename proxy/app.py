@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 
 from aiohttp import web
 
+from core.eventloop import loop_name
 from core.logs import redact
 from core.queue import JobQueue
 from core.settings import Settings
@@ -76,19 +78,35 @@ def server_app(settings: Settings, backends: Backends) -> web.Application:
     return app
 
 
-async def serve(app: web.Application, settings: Settings) -> None:
-    """Run ``app`` until cancelled (SIGINT/SIGTERM), logging one start-up line with the mode and address."""
+async def serve(app: web.Application, settings: Settings, *, reuse_port: bool) -> None:
+    """Run ``app`` until cancelled (SIGINT/SIGTERM), logging one start-up line with the mode, the address, the event
+    loop and the process.
+
+    ``reuse_port``: bind with SO_REUSEPORT, so that several server processes share the address and the kernel
+    spreads new connections among them; off for a lone process, so that a second one started by mistake fails to
+    bind instead of quietly taking half the connections.
+    """
     server = settings.server
     runner = ProblemRunner(
         app, **runner_kwargs(server.max_line_bytes, server.max_field_bytes, server.keepalive_timeout)
     )
     await runner.setup()
-    site = web.TCPSite(runner, server.host, server.port)
-    await site.start()
-    mode = "embedded (in-process store and workers)" if settings.embedded else f"redis {redact(settings.redis.url)}"
-    role = f"reverse proxy for {settings.upstream.origin}" if settings.upstream.origin else "forward proxy"
-    log.info("grenier serving on http://%s:%d · mode: %s · %s", server.host, server.port, mode, role)
+    # From here the app has started (its store and queue are open): a cancellation at any later point, even while
+    # binding, must still close them.
     try:
+        site = web.TCPSite(runner, server.host, server.port, reuse_port=reuse_port)
+        await site.start()
+        mode = "embedded (in-process store and workers)" if settings.embedded else f"redis {redact(settings.redis.url)}"
+        role = f"reverse proxy for {settings.upstream.origin}" if settings.upstream.origin else "forward proxy"
+        log.info(
+            "grenier serving on http://%s:%d · mode: %s · %s · loop: %s · pid %d",
+            server.host,
+            server.port,
+            mode,
+            role,
+            loop_name(asyncio.get_running_loop()),
+            os.getpid(),
+        )
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from aiohttp import web
 
@@ -27,7 +28,10 @@ async def stats(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"}, headers={"Cache-Control": "no-store"})
+    """Liveness of the process that answers, named by its pid: with several server processes on one port
+    (``server.processes``) the kernel picks one per connection, and the pid says which one a probe reached and
+    matches the start-up line it logged."""
+    return web.json_response({"status": "ok", "pid": os.getpid()}, headers={"Cache-Control": "no-store"})
 
 
 async def ready(request: web.Request) -> web.Response:

@@ -29,9 +29,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def grenier_env(settings: Mapping[str, str]) -> dict[str, str]:
-    """The runner's environment without any ``GRENIER_*`` (nor a parser choice), plus ``settings``."""
+    """The runner's environment without any ``GRENIER_*`` (nor a parser choice), one server process, plus
+    ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRENIER_") and k != "AIOHTTP_NO_EXTENSIONS"}
-    return {**env, "PYTHONPATH": str(ROOT), **settings}
+    # One server process unless a test asks for more: a test's server is one process to watch and to stop.
+    return {**env, "PYTHONPATH": str(ROOT), "GRENIER_SERVER_PROCESSES": "1", **settings}
 
 
 def allow_loopback(*ports: int) -> dict[str, str]:

@@ -39,6 +39,7 @@ def _write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
 DEFAULTS = {
     "server.host": "127.0.0.1",
     "server.port": 8080,
+    "server.processes": 0,
     "server.allow_clients": ("127.0.0.0/8", "::1/128"),
     "server.proxy_users": (),
     "server.pseudonym": "grenier",
@@ -191,6 +192,7 @@ HEX = "ab" * 32
 ENV_CASES: list[tuple[str, str, Any]] = [
     ("server.host", "0.0.0.0", "0.0.0.0"),
     ("server.port", "9090", 9090),
+    ("server.processes", "4", 4),
     ("server.allow_clients", "10.0.0.0/8, 192.168.0.0/16", ("10.0.0.0/8", "192.168.0.0/16")),
     ("server.proxy_users", f"alice:{HEX},bob:{HEX}", (f"alice:{HEX}", f"bob:{HEX}")),
     ("server.pseudonym", "edge-1.example", "edge-1.example"),
@@ -307,6 +309,7 @@ BAD_DATA: list[tuple[str, dict[str, Any], dict[str, str], str]] = [
     ("env-literal", {}, {"GRENIER_LOG_LEVEL": "loud"}, "log.level"),
     ("port-zero", {"server": {"port": 0}}, {}, "server.port"),
     ("port-too-big", {}, {"GRENIER_SERVER_PORT": "65536"}, "server.port"),
+    ("server-processes-negative", {"server": {"processes": -1}}, {}, "server.processes"),
     ("redis-url-scheme", {"redis": {"url": "http://127.0.0.1:6379"}}, {}, "redis.url"),
     ("default-ttl-negative", {"cache": {"default_ttl": -1}}, {}, "cache.default_ttl"),
     ("max-ttl-zero", {"cache": {"max_ttl": 0}}, {}, "cache.max_ttl"),
