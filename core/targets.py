@@ -87,17 +87,20 @@ def same_origin(url: str, origin: str) -> bool:
     return (a.scheme, a.netloc) == (b.scheme, b.netloc)
 
 
+@functools.lru_cache(maxsize=8192)
 def on_origin(url: str, origin: str) -> bool:
     """Is ``url`` on the configured reverse-proxy ``origin`` (empty: no origin, so never)?"""
     return bool(origin) and same_origin(url, origin)
 
 
+@functools.lru_cache(maxsize=8192)
 def host_port(url: str) -> tuple[str, int]:
     """Host (IPv6 without brackets) and port of a canonical URL."""
     parts = urlsplit(url)
     return parts.hostname or "", parts.port or SCHEMES[parts.scheme]
 
 
+@functools.lru_cache(maxsize=8192)
 def cache_key(url: str) -> str:
     """A fixed-length key for a canonical URL, so any URL length fits the store's key scheme."""
     return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -45,10 +46,14 @@ class Unauthorized(Problem):
 def peer_address(request: web.Request) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The connected socket's address (IPv4-mapped IPv6 peers are read as IPv4)."""
     peer = request.transport.get_extra_info("peername") if request.transport else None
-    if not peer:
-        return None
+    return _address(str(peer[0])) if peer else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _address(raw: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A peer's address parsed once: the same clients come back over and over (memoised; the result is immutable)."""
     try:
-        addr = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
+        addr = ipaddress.ip_address(raw.split("%", 1)[0])
     except ValueError:
         return None
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
@@ -57,7 +62,12 @@ def peer_address(request: web.Request) -> ipaddress.IPv4Address | ipaddress.IPv6
 
 
 def in_networks(addr: ipaddress.IPv4Address | ipaddress.IPv6Address | None, nets: Iterable[IPNetwork]) -> bool:
-    return addr is not None and any(addr.version == n.version and addr in n for n in nets)
+    return addr is not None and _in_networks(addr, tuple(nets))
+
+
+@functools.lru_cache(maxsize=4096)
+def _in_networks(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, nets: tuple[IPNetwork, ...]) -> bool:
+    return any(addr.version == n.version and addr in n for n in nets)
 
 
 @dataclass(frozen=True)

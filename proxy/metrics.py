@@ -6,7 +6,9 @@ a client sees can never disagree. Shared totals across processes stay in ``/_gre
 
 from __future__ import annotations
 
+import functools
 import time
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -17,6 +19,7 @@ from .services import SERVICES
 
 class Metrics:
     def __init__(self) -> None:
+        self._series: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.registry = CollectorRegistry()
         self.responses = Counter(
             "grenier_responses",
@@ -34,13 +37,21 @@ class Metrics:
 
     def observe(self, cache_status: str, status: int, seconds: float) -> None:
         outcome = outcome_of(cache_status)
-        self.responses.labels(outcome, f"{status // 100}xx").inc()
-        self.seconds.labels(outcome).observe(seconds)
+        key = (outcome, status // 100)
+        series = self._series.get(key)
+        if series is None:  # the label lookup costs more than the count: do it once per pair
+            series = self._series[key] = (
+                self.responses.labels(outcome, f"{status // 100}xx"),
+                self.seconds.labels(outcome),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
 
 
 METRICS: web.AppKey[Metrics] = web.AppKey("grenier_metrics", Metrics)
 
 
+@functools.lru_cache(maxsize=4096)
 def outcome_of(cache_status: str) -> str:
     """``hit``, ``stale-hit`` or the ``fwd`` reason of a ``Cache-Status`` value written by grenier."""
     params = dict(p.partition("=")[::2] for p in cache_status.split(";")[1:])
