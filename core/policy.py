@@ -157,6 +157,8 @@ class CacheControl:
 
     @classmethod
     def of(cls, headers: Iterable[tuple[str, str]]) -> CacheControl:
+        if isinstance(headers, tuple):
+            return _cache_control_of(headers)
         return cls.parse(values(headers, "cache-control"))
 
     @property
@@ -168,6 +170,13 @@ class CacheControl:
     def never_stale(self) -> bool:
         """§5.2.2.2, §5.2.2.8, §5.2.2.10: a shared cache must not serve this response stale."""
         return self.must_revalidate or self.proxy_revalidate or self.s_maxage is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _cache_control_of(headers: Headers) -> CacheControl:
+    """A stored response's fields are asked for their Cache-Control on every hit: remember the answer per field
+    set (the fields are immutable, and so is the result)."""
+    return CacheControl.parse(values(headers, "cache-control"))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -282,12 +291,18 @@ def freshness_lifetime(status: int, headers: Headers, response_time: float, rule
 
 def current_age(headers: Headers, request_time: float, response_time: float, now: float) -> float:
     """§4.2.3: apparent age, upstream Age and the response delay, plus time resident here."""
+    return initial_age(headers, request_time, response_time) + max(0.0, now - response_time)
+
+
+@functools.lru_cache(maxsize=4096)
+def initial_age(headers: Headers, request_time: float, response_time: float) -> float:
+    """§4.2.3 ``corrected_initial_age``: how old the response was when it arrived. It depends on the stored
+    response alone, which every hit on it asks again: memoised (the answer is a number)."""
     date = http_date(first(headers, "date"))
     apparent_age = max(0.0, response_time - date) if date is not None else 0.0
     age_value = _delta_seconds((first(headers, "age") or "").strip()) or 0
     response_delay = max(0.0, response_time - request_time)
-    corrected_initial_age = max(apparent_age, age_value + response_delay)
-    return corrected_initial_age + max(0.0, now - response_time)
+    return max(apparent_age, age_value + response_delay)
 
 
 def _window(directive: int | None, default: float) -> float:

@@ -6,12 +6,13 @@ response are computed at one instant.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from typing import assert_never
 
 from aiohttp import web
 from aiohttp.payload import AsyncIterablePayload
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from core import policy
 from core.outcome import Failed, Fetched
@@ -36,8 +37,14 @@ def job_location(job_id: str) -> str:
     return f"/_grenier/jobs/{job_id}"
 
 
+@functools.lru_cache(maxsize=4096)
+def _replayed(pairs: Headers) -> CIMultiDictProxy[str]:
+    """A stored response's fields as they are replayed, built once per field set (every hit on it reuses them)."""
+    return CIMultiDictProxy(CIMultiDict((k, v) for k, v in pairs if k.lower() not in _REPLACED))
+
+
 def _fields(pairs: Headers, age: float, status_field: str, pseudonym: str) -> CIMultiDict[str]:
-    headers: CIMultiDict[str] = CIMultiDict((k, v) for k, v in pairs if k.lower() not in _REPLACED)
+    headers = _replayed(pairs).copy()
     headers["Age"] = str(int(age))
     headers.add("Via", f"1.1 {pseudonym}")
     headers["Cache-Status"] = status_field
