@@ -51,6 +51,7 @@ class GrenierProcess:
         self.settings = dict(settings)
         self.port = int(settings.get("GRENIER_SERVER_PORT", 0))
         self.log_path = log_path
+        self._terminated = False
         with log_path.open("wb") as log:  # the child has its own descriptor
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "grenier", command, *args],
@@ -102,10 +103,16 @@ class GrenierProcess:
         """Wait until ``text`` appears ``count`` times in the log (e.g. a worker process saying it consumes)."""
         self.wait_for(lambda: self.log().count(text) >= count, timeout, f"{text!r} {count} time(s) in the log")
 
+    def terminate(self) -> None:
+        """Send SIGTERM to this process (by PID), once, without waiting."""
+        if self.proc.poll() is None and not self._terminated:
+            self.proc.send_signal(signal.SIGTERM)
+            self._terminated = True
+
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM this process (by PID), then SIGKILL it if it lingers; returns the exit code."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.terminate()
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -155,6 +162,9 @@ class Launcher:
         return proc
 
     def stop_all(self) -> None:
+        """SIGTERM every process, newest first, then wait for each in turn: they shut down side by side."""
+        for proc in reversed(self.procs):
+            proc.terminate()
         for proc in reversed(self.procs):
             proc.stop()
 
