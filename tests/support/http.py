@@ -52,7 +52,7 @@ class Reply:
         """The parameters of grenier's member of ``Cache-Status`` (RFC 9211), parsed as a structured field."""
         raw = self.headers.get("Cache-Status")
         assert raw is not None, f"no Cache-Status on a {self.status} reply"
-        members = http_sf.parse(raw.encode(), tltype="list")
+        members: Any = http_sf.parse(raw.encode(), tltype="list")
         assert len(members) == 1, raw
         name, params = members[0]
         assert str(name) == "grenier", raw

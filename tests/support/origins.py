@@ -11,9 +11,9 @@ What it answers on a path is, in this order:
 * otherwise a behaviour chosen by the path's first segment, its *kind* (``/etag/<unique>``, ``/echo/<unique>``...;
   see ``KINDS``), so that a test only has to make a unique path of the right kind.
 
-Every request is recorded (``seen``, ``hits``) with the number it has among that path's requests of the same method,
-so that answers can change from one fetch to the next and tests can assert what did, or never did, reach the origin.
-Delays and stalls end early when the server stops, so that a test's teardown never waits for them.
+Every request is recorded (``seen``, ``hits``) with the number it has among that path's requests of the same method
+(HEAD counting as GET), so that answers can change from one fetch to the next and tests can assert what did, or never
+did, reach the origin. Delays and stalls end early when the server stops, so that no teardown waits for them.
 
 ``DroppingOrigin`` and ``GarbageOrigin`` are the exception: TCP listeners that are not HTTP servers at all, for the
 fetcher's tests of peers that close at once or answer with something that is not HTTP.
@@ -39,6 +39,7 @@ from multidict import CIMultiDict
 
 #: The freshness an answer gets unless a test says otherwise: long enough that no test sees it expire by accident.
 DEFAULT_CACHE_CONTROL = "max-age=300"
+#: The fields of a plain answer, fresh for that long; ``TEXT`` without the freshness.
 FRESH = (("Cache-Control", DEFAULT_CACHE_CONTROL), ("Content-Type", "text/plain"))
 TEXT = (("Content-Type", "text/plain"),)
 #: Methods a cache may answer; every other method gets the kinds' "unsafe" answer.
