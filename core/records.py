@@ -173,7 +173,14 @@ PENDING: frozenset[str] = frozenset({"queued", "running"})
 
 @dataclass(frozen=True)
 class JobRecord:
-    """One fetch job as clients poll it: its progress, then its :data:`~core.outcome.Outcome` once it has ended."""
+    """One fetch job as clients poll it: its progress, then its :data:`~core.outcome.Outcome` once it has ended.
+
+    A request that collapsed onto another request's job gets a record of its own all the same (its own unguessable
+    id, so a job location is only ever known to the request it was given to): ``joined`` names the job it waits
+    for and ``sent`` holds the fields its own request forwards, which say whether that job's outcome is its to use
+    (:func:`core.outcome.shareable`). Its location resolves through the joined job (``proxy.dispatch``); a record
+    that turns to a fetch of its own drops ``joined``.
+    """
 
     id: str
     url: str
@@ -183,6 +190,10 @@ class JobRecord:
     finished: float | None = None
     attempts: int = 0
     outcome: Outcome | None = None
+    joined: str | None = None
+    """The job this request collapsed onto, while it waits for that job's outcome."""
+    sent: Headers = ()
+    """The fields this request forwards (never credentials): what a joined outcome is judged against."""
 
     @property
     def pending(self) -> bool:
@@ -219,6 +230,8 @@ class JobRecord:
             "finished": self.finished,
             "attempts": self.attempts,
         }
+        if self.joined is not None:
+            meta.update(joined=self.joined, sent=[list(h) for h in self.sent])
         body = b""
         match self.outcome:
             case Fetched() as got:
@@ -259,6 +272,8 @@ class JobRecord:
                 finished=meta.get("finished"),
                 attempts=int(meta.get("attempts", 0)),
                 outcome=_decode_outcome(state, meta, body),
+                joined=str(meta["joined"]) if meta.get("joined") is not None else None,
+                sent=tuple((str(k), str(v)) for k, v in meta.get("sent") or ()),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptRecord(f"bad job metadata: {exc}") from None

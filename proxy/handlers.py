@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
+from dataclasses import replace
 from typing import assert_never
 
 from aiohttp import web
 
 from core import forwarding, lookup, policy
 from core.counts import Count
-from core.outcome import Fetched, shareable
+from core.outcome import Fetched
 from core.policy import Headers
 from core.problems import MethodNotAllowed, NotFound, Problem
 from core.records import JobRecord, StoredResponse
@@ -26,7 +26,7 @@ from core.targets import normalize
 from . import passthrough, prefer, responses
 from .access import peer_address
 from .cache_status import cache_status
-from .dispatch import Started
+from .dispatch import Admit, Started
 from .refusals import problem_response
 from .services import SERVICES, Services
 
@@ -121,7 +121,7 @@ async def _serve_stale(
     """RFC 5861 §3: the stale response now, and a refresh job started (or joined) behind it."""
     assert found.entry is not None
     try:
-        await start_fetch(svc, request, url, found, sent, since=now)
+        await start_fetch(svc, request, url, found, sent, since=now, track=False)
     except Problem as exc:  # the stale answer stands; the refresh waits for the next request
         log.info("background refresh of %s not started: %s", url, exc.detail)
     field = cache_status(svc.pseudonym, hit=True, ttl=stale.ttl, detail="stale-while-revalidate")
@@ -161,13 +161,17 @@ async def _miss(
         # started stores the whole response for the next request. (/fetch never relays: its request's fields are
         # meant for grenier, not the target; its range is cut from the job's whole response instead.)
         return await passthrough.relay(request, url, "bypass", "range request not answerable from cache")
-    record = await _wait(svc, request, started.record)
-    if started.joined and record.outcome is not None and not shareable(record.outcome, sent):
-        # Collapsed onto a fetch whose response is not ours to use (another variant, or not shareable): fetch ours.
-        started = await start_fetch(svc, request, url, found, sent, since=now, own=True)
-        record = await _wait(svc, request, started.record)
+    record = await _wait(svc, request, started.record if started.joined is None else started.joined)
+    if started.joined is not None:
+        # Collapsed: the joined job's outcome is ours only when shareable with our request (else a fetch of our
+        # own starts, under our record); either way the location we answer with is our own record's.
+        if not record.pending:
+            record = await svc.dispatcher.resolve(started.record, since=now, admit=admission(svc, request))
+            record = await _wait(svc, request, record)
+        else:
+            record = replace(started.record, state=record.state)
     if record.pending:
-        return responses.accepted(record, pseudonym=svc.pseudonym, fwd=fwd, collapsed=started.joined, detail=detail)
+        return responses.accepted(record, pseudonym=svc.pseudonym, fwd=fwd, collapsed=started.collapsed, detail=detail)
     # The response leaves now, after the wait: its Age and Cache-Status ttl are read at this one later instant.
     return await responses.outcome(
         req_headers,
@@ -177,7 +181,7 @@ async def _miss(
         now=time.time(),
         store=svc.store,
         fwd=fwd,
-        collapsed=started.joined,
+        collapsed=record.joined is not None,
         detail=detail,
     )
 
@@ -190,17 +194,25 @@ async def start_fetch(
     sent: Headers,
     *,
     since: float,
-    own: bool = False,
+    track: bool = True,
 ) -> Started:
-    """Start or join the fetch of ``url`` with the forwarded fields ``sent`` (``own``: a fetch no other request
-    joins); a new fetch first passes the client's miss rate and the queue's backlog."""
-    flight = f"{found.key}:own:{uuid.uuid4().hex}" if own else found.key
-    svc.miss_rate.take(str(peer_address(request)))
-    await svc.check_backlog()
-    started = await svc.dispatcher.start(url, flight=flight, since=since, headers=sent)
-    if started.joined:
+    """Start or join the fetch of ``url`` with the forwarded fields ``sent`` (``track``: the request will poll or
+    wait for it); a new fetch first passes the client's miss rate and the queue's backlog."""
+    await admission(svc, request)()
+    started = await svc.dispatcher.start(url, flight=found.key, since=since, headers=sent, track=track)
+    if started.collapsed:
         svc.counters.add(Count.COLLAPSED)
     return started
+
+
+def admission(svc: Services, request: web.Request) -> Admit:
+    """The checks a fetch for this client passes before it is queued: its miss rate, the queue's backlog."""
+
+    async def admit() -> None:
+        svc.miss_rate.take(str(peer_address(request)))
+        await svc.check_backlog()
+
+    return admit
 
 
 async def _wait(svc: Services, request: web.Request, record: JobRecord) -> JobRecord:
@@ -235,8 +247,10 @@ async def job(request: web.Request) -> web.StreamResponse:
     record = await svc.store.get_job(job_id) if JOB_ID.fullmatch(job_id) else None
     if record is None:
         raise NotFound(f"no job {job_id!r}: it never existed or its record has expired")
+    collapsed = record.joined is not None
+    record = await svc.dispatcher.resolve(record, since=time.time(), admit=admission(svc, request))
     if record.pending:
-        return responses.accepted(record, pseudonym=svc.pseudonym, fwd="uri-miss")
+        return responses.accepted(record, pseudonym=svc.pseudonym, fwd="uri-miss", collapsed=collapsed)
     response = await responses.outcome(
         tuple(request.headers.items()),
         record,
@@ -245,6 +259,7 @@ async def job(request: web.Request) -> web.StreamResponse:
         now=time.time(),
         store=svc.store,
         fwd="uri-miss",
+        collapsed=record.joined is not None,
     )
     response.headers.update(FOREIGN_CONTENT)
     return response

@@ -18,7 +18,7 @@ from core.outcome import Failed, Fetched
 from core.problems import NotFound
 from core.targets import normalize
 
-from .handlers import JOB_ID, start_fetch
+from .handlers import JOB_ID, admission, start_fetch
 from .responses import job_location
 from .services import SERVICES
 
@@ -89,9 +89,11 @@ async def submit(request: web.Request) -> web.StreamResponse:
 
 async def job_page(request: web.Request) -> web.Response:
     job_id = request.match_info["job_id"]
-    record = await request.app[SERVICES].store.get_job(job_id) if JOB_ID.fullmatch(job_id) else None
+    svc = request.app[SERVICES]
+    record = await svc.store.get_job(job_id) if JOB_ID.fullmatch(job_id) else None
     if record is None:
         raise NotFound(f"no job {job_id!r}: it never existed or its record has expired")
+    record = await svc.dispatcher.resolve(record, since=time.time(), admit=admission(svc, request))
     if record.pending:
         return _page(
             record.url,
@@ -101,7 +103,7 @@ async def job_page(request: web.Request) -> web.Response:
         )
     match record.outcome:
         case Fetched(stored=stored, not_stored=not_stored) as got:
-            held = await lookup.held_response(request.app[SERVICES].store, got)
+            held = await lookup.held_response(svc.store, got)
             kept = "stored in the cache" if stored else f"not stored: {not_stored}"
             summary = f"status {held.status} · {kept}" if held is not None else "the response has since expired"
         case Failed(detail=detail):

@@ -109,6 +109,16 @@ JOBS = [
             outcome=Failed("connect", "cannot reach upstream: refused \xe9"),
         ),
     ),
+    (
+        "joined",
+        JobRecord(
+            id="j4",
+            url="http://e.com/z",
+            created=100.0,
+            joined="j1",
+            sent=(("Accept-Language", "fr"), ("Accept", "*/*")),
+        ),
+    ),
 ]
 
 
