@@ -38,8 +38,18 @@ class JobMessage:
         return cls(job_id, url, headers, str(options.get("flight") or ""))
 
 
-JobHandler = Callable[[JobMessage], Awaitable[None]]
-"""What a worker does with one message; it runs on the workers' event loop."""
+@dataclass(frozen=True)
+class Defer:
+    """A handler's answer when it may not run a message yet (its origin already has as many fetches running as
+    ``jobs.max_per_origin`` allows): the queue puts the message back, to be taken again after ``seconds``, so the
+    wait holds no worker thread."""
+
+    seconds: float
+
+
+JobHandler = Callable[[JobMessage], Awaitable[Defer | None]]
+"""What a worker does with one message; it runs on the workers' event loop. It returns :class:`Defer` to have the
+message put back for later, ``None`` when it is done with it."""
 
 
 class Workers(Protocol):

@@ -188,6 +188,20 @@ class UpstreamSettings:
     max_connections_per_origin: int = field(
         default=16, metadata=_doc("Concurrent upstream connections per origin, per process.")
     )
+    min_rate_bytes: int = field(
+        default=1024,
+        metadata=_doc(
+            "Slowest upstream transfer accepted (bytes per second over `min_rate_window`): a fetch job slower than"
+            " that fails as too slow (504), so a trickling upstream cannot hold a worker thread; 0 disables."
+        ),
+    )
+    min_rate_window: float = field(
+        default=10.0,
+        metadata=_doc(
+            "Seconds over which `min_rate_bytes` is measured; also how long, beyond the connect and read timeouts,"
+            " an upstream may take to send its status and header fields."
+        ),
+    )
     forward_headers: tuple[str, ...] = field(
         default=("accept", "accept-encoding", "accept-language"),
         metadata=_doc("Client request fields a cacheable fetch forwards upstream (all others are not sent)."),
@@ -206,6 +220,13 @@ class JobsSettings:
     time_limit: float = field(default=60.0, metadata=_doc("Seconds a fetch job may run before it is failed."))
     processes: int = field(default=2, metadata=_doc("Worker processes `grenier worker` keeps alive."))
     threads: int = field(default=8, metadata=_doc("Worker threads per worker process (and in embedded mode)."))
+    max_per_origin: int = field(
+        default=4,
+        metadata=_doc(
+            "Fetch jobs one worker process runs at once to one origin (scheme, host, port); further jobs for it are"
+            " put back on the queue for a moment, holding no thread, so one slow origin cannot starve the others."
+        ),
+    )
     heartbeat_timeout: float = field(
         default=10.0, metadata=_doc("Seconds after which a silent worker's unfinished jobs are redelivered.")
     )
@@ -318,6 +339,7 @@ _ZERO_ALLOWED = frozenset(
         "cache.hot_bytes",
         "upstream.retries",
         "upstream.retry_backoff",
+        "upstream.min_rate_bytes",
         "server.max_body_bytes",
         "server.miss_rate",
         "server.processes",

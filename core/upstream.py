@@ -97,26 +97,69 @@ def _failure(exc: BaseException, bounds: UpstreamSettings) -> UpstreamError | No
     return None
 
 
+def too_slow(bounds: UpstreamSettings, what: str) -> UpstreamError:
+    """The failure of an upstream slower than the minimum rate (``what`` it was too slow to send)."""
+    return UpstreamError(
+        "too_slow",
+        f"upstream was too slow: {what} (upstream.min_rate_bytes is {bounds.min_rate_bytes} bytes/s over"
+        f" upstream.min_rate_window, {bounds.min_rate_window:g} s)",
+    )
+
+
 class UpstreamStream:
     """An upstream response whose status and fields have arrived and whose body is read piece by piece, never
-    beyond ``upstream.max_body_bytes``, so memory stays flat whatever the body's size."""
+    beyond ``upstream.max_body_bytes``, so memory stays flat whatever the body's size, and never slower than
+    ``upstream.min_rate_bytes`` per second over each ``upstream.min_rate_window``: the read timeout alone would let an
+    upstream that trickles a byte now and then hold its reader (a worker thread) for as long as it likes."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, request_time: float, response_time: float, cap: int) -> None:
+    def __init__(
+        self, resp: aiohttp.ClientResponse, request_time: float, response_time: float, bounds: UpstreamSettings
+    ) -> None:
         self._resp = resp
         self.status = resp.status
         self.headers: Headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers)
         self.request_time = request_time
         self.response_time = response_time
-        self.cap = cap
+        self.bounds = bounds
+        self.cap = cap = bounds.max_body_bytes
         if resp.content_length is not None and resp.content_length > cap:
             raise UpstreamError("too_large", f"upstream body is {resp.content_length} bytes, over the {cap}-byte limit")
 
+    async def _arrivals(self) -> AsyncIterator[bytes]:
+        """The body as it arrives; every window of ``min_rate_window`` seconds must bring ``min_rate_bytes`` per
+        second of it (checked when the window ends, whether or not anything arrived), else the fetch is too slow."""
+        content, rate, window = self._resp.content, self.bounds.min_rate_bytes, self.bounds.min_rate_window
+        if rate <= 0:
+            async for piece in content.iter_chunked(64 * 1024):
+                yield piece
+            return
+        loop = asyncio.get_running_loop()
+        end, got = loop.time() + window, 0
+        while True:
+            deadline = asyncio.timeout_at(end)
+            data: bytes | None = None
+            try:
+                async with deadline:
+                    data = await content.readany()
+            except TimeoutError:
+                if not deadline.expired():  # aiohttp's own read timeout, not the window's end
+                    raise
+            if data == b"":  # the end of the body
+                return
+            if data:
+                got += len(data)
+                yield data
+            if loop.time() >= end:
+                if got < rate * window:
+                    raise too_slow(self.bounds, f"{got} bytes of body in {window:g} s")
+                end, got = loop.time() + window, 0
+
     async def pieces(self, size: int) -> AsyncIterator[bytes]:
         """The body in pieces of exactly ``size`` bytes (the last may be shorter); raises :class:`UpstreamError`
-        when the body is over the cap or cut short."""
+        when the body is over the cap, cut short or too slow."""
         buffer = bytearray()
         total = 0
-        async for data in self._resp.content.iter_chunked(64 * 1024):
+        async for data in self._arrivals():
             total += len(data)
             if total > self.cap:
                 raise UpstreamError("too_large", f"upstream body is over the {self.cap}-byte limit")
@@ -131,6 +174,24 @@ class UpstreamStream:
         return b"".join([p async for p in self.pieces(1 << 20)])
 
 
+async def _head(
+    session: aiohttp.ClientSession, url: str, headers: Headers, bounds: UpstreamSettings
+) -> aiohttp.ClientResponse:
+    """Send the request and read the status and fields: with a minimum rate, an upstream gets the connect and read
+    timeouts plus one ``min_rate_window`` for them, however it spaces its bytes out."""
+    if bounds.min_rate_bytes <= 0:
+        return await session.get(url, headers=list(headers), allow_redirects=False)
+    limit = bounds.connect_timeout + bounds.read_timeout + bounds.min_rate_window
+    deadline = asyncio.timeout(limit)
+    try:
+        async with deadline:
+            return await session.get(url, headers=list(headers), allow_redirects=False)
+    except TimeoutError:
+        if deadline.expired():
+            raise too_slow(bounds, f"no status and header fields within {limit:g} s") from None
+        raise
+
+
 @contextlib.asynccontextmanager
 async def open_stream(
     session: aiohttp.ClientSession, url: str, headers: Headers, bounds: UpstreamSettings
@@ -142,7 +203,7 @@ async def open_stream(
     while True:
         request_time = time.time()
         try:
-            resp = await session.get(url, headers=list(headers), allow_redirects=False)
+            resp = await _head(session, url, headers, bounds)
             break
         except Exception as exc:
             error = _failure(exc, bounds)
@@ -153,7 +214,7 @@ async def open_stream(
                 raise error from None
             await asyncio.sleep(backoff(attempt, bounds.retry_backoff))
     try:
-        yield UpstreamStream(resp, request_time, time.time(), bounds.max_body_bytes)
+        yield UpstreamStream(resp, request_time, time.time(), bounds)
     except Exception as exc:
         error = _failure(exc, bounds)
         if error is None:

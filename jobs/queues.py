@@ -91,7 +91,11 @@ class DramatiqQueue:
         async def fetch(job_id: str, url: str, options: dict[str, Any] | None = None) -> None:
             if self._handler is None:  # a message reached a process that only sends: a wiring mistake
                 raise RuntimeError("no job handler: start_workers was never called in this process")
-            await self._handler(JobMessage.from_options(job_id, url, options))
+            deferred = await self._handler(JobMessage.from_options(job_id, url, options))
+            if deferred is not None:
+                # Put back as a new, delayed message (the broker holds it, not a thread), then let this one go.
+                delay = max(1, int(deferred.seconds * 1000))
+                await asyncio.to_thread(self._actor.send_with_options, args=(job_id, url, options), delay=delay)
 
         decorate = dramatiq.actor(actor_name=ACTOR_NAME, broker=broker, queue_name=jobs.queue)
         self._actor: Actor = decorate(fetch)  # type: ignore[type-arg]

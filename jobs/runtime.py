@@ -1,18 +1,55 @@
 """What a worker process's jobs run with: the store and the :class:`~core.upstream.Upstream`, created lazily on the
 workers' event loop (aiohttp sessions and redis-py clients belong to the loop that made them) and closed on it
-after the worker threads are done."""
+after the worker threads are done; and the per-origin slots that keep one slow origin from taking every worker
+thread (``jobs.max_per_origin``)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
-from core.queue import JobMessage
+from core.queue import Defer, JobMessage
 from core.settings import Settings
 from core.store import Store
 from core.upstream import Upstream
 
 from . import fetch_job
+
+#: How long a job whose origin is at its cap waits (on the queue, holding no thread) before it is taken again.
+DEFER_SECONDS = 0.25
+
+
+def origin_of(url: str) -> str:
+    """The origin a fetch goes to: scheme, host and port (RFC 6454), the unit ``jobs.max_per_origin`` counts."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host = (parts.hostname or "").lower()
+    return f"{parts.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+class OriginSlots:
+    """How many fetches run to each origin in this process, up to ``cap`` at once.
+
+    Every job of a process runs on the one event loop of its worker threads, so taking and giving a slot (no
+    ``await`` in between) needs no lock.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.running: Counter[str] = Counter()
+
+    def take(self, origin: str) -> bool:
+        if self.running[origin] >= self.cap:
+            return False
+        self.running[origin] += 1
+        return True
+
+    def give(self, origin: str) -> None:
+        self.running[origin] -= 1
+        if self.running[origin] <= 0:
+            del self.running[origin]
 
 
 class JobRuntime:
@@ -24,6 +61,7 @@ class JobRuntime:
         self._owns_store = owns_store
         self._env: fetch_job.JobEnv | None = None
         self._lock = asyncio.Lock()
+        self.slots = OriginSlots(settings.jobs.max_per_origin)
 
     async def env(self) -> fetch_job.JobEnv:
         if self._env is None:
@@ -32,9 +70,16 @@ class JobRuntime:
                     self._env = fetch_job.JobEnv(self.settings, self._make_store(), Upstream(self.settings))
         return self._env
 
-    async def run(self, message: JobMessage) -> None:
-        """The queue's job handler."""
-        await fetch_job.run(await self.env(), message)
+    async def run(self, message: JobMessage) -> Defer | None:
+        """The queue's job handler: the job, if its origin has a free slot in this process; else put it back."""
+        origin = origin_of(message.url)
+        if not self.slots.take(origin):
+            return Defer(DEFER_SECONDS)
+        try:
+            await fetch_job.run(await self.env(), message)
+        finally:
+            self.slots.give(origin)
+        return None
 
     async def close(self) -> None:
         env, self._env = self._env, None

@@ -30,7 +30,11 @@ _REPLACED = frozenset({"content-length", "age", "cache-status"})
 
 #: How a failed job's cause reads as a status: the upstream timed out, or the target was refused (SSRF guard);
 #: anything else is a bad gateway.
-_FAILURES = {"timeout": (504, "Upstream Timeout"), "refused": (403, "Forbidden target")}
+_FAILURES = {
+    "timeout": (504, "Upstream Timeout"),
+    "too_slow": (504, "Upstream Too Slow"),
+    "refused": (403, "Forbidden target"),
+}
 
 
 def job_location(job_id: str) -> str:

@@ -13,7 +13,7 @@ What it answers on a path is, in this order:
 
 Every request is recorded (``seen``, ``hits``) with the number it has among that path's requests of the same method
 (HEAD counting as GET), so that answers can change from one fetch to the next and tests can assert what did, or never
-did, reach the origin. Delays and stalls end early when the server stops, so that no teardown waits for them.
+did, reach the origin. Delays, stalls and trickles end early when the server stops, so that no teardown waits for them.
 
 ``DroppingOrigin`` and ``GarbageOrigin`` are the exception: TCP listeners that are not HTTP servers at all, for the
 fetcher's tests of peers that close at once or answer with something that is not HTTP.
@@ -96,6 +96,9 @@ class Answer:
     chunk: int = 0
     #: ``(n, seconds)``: send the first ``n`` bytes of the body, then stall that long before the rest.
     stall: tuple[int, float] | None = None
+    #: ``(n, seconds)``: send the body ``n`` bytes at a time, pausing that long before each piece (a slow upstream
+    #: that keeps every read timeout at bay).
+    trickle: tuple[int, float] | None = None
 
 
 #: What a path answers: (this request's number among the path's requests of its method, the request) -> the answer.
@@ -277,7 +280,7 @@ class Origin:
                 transport.close()
             return web.Response()  # never sent: writing it fails on the closed connection, which aiohttp ignores
         headers = CIMultiDict(answer.headers)
-        if not answer.chunk and answer.stall is None:
+        if not answer.chunk and answer.stall is None and answer.trickle is None:
             return web.Response(status=answer.status, headers=headers, body=answer.body)
         response = web.StreamResponse(status=answer.status, headers=headers)
         if answer.chunk:
@@ -292,7 +295,13 @@ class Origin:
                 await response.write(answer.body[:start])
                 await self._pause(pause)
             step = answer.chunk or max(len(answer.body), 1)
+            if answer.trickle is not None:
+                step, pause = answer.trickle
             for offset in range(start, len(answer.body), step):
+                if answer.trickle is not None:
+                    await self._pause(pause)
+                    if self._stopping.is_set():
+                        return response
                 await response.write(answer.body[offset : offset + step])
             await response.write_eof()
         return response

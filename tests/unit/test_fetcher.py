@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gzip
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -283,3 +286,66 @@ async def test_new_session_settings() -> None:
         assert session.timeout.sock_connect == 1.5
         assert session.auto_decompress is False
         assert session.headers["User-Agent"] == USER_AGENT
+
+
+# --- the minimum transfer rate ----------------------------------------------------------------------------------
+
+#: At least 20 bytes/s over 0.5 s windows (10 bytes a window).
+RATED = UpstreamSettings(
+    connect_timeout=0.5,
+    read_timeout=1.0,
+    total_timeout=10.0,
+    max_body_bytes=CAP,
+    retries=0,
+    min_rate_bytes=20,
+    min_rate_window=0.5,
+)
+
+
+async def test_trickling_body_fails_as_too_slow(origin: tuple[Origin, str]) -> None:
+    """Five bytes a second keeps every read timeout at bay, but not the minimum rate: it fails after one window."""
+    o, base = origin
+    o.program("/trickle", lambda n, seen: Answer(body=b"t" * 50, trickle=(1, 0.2)))
+    with pytest.raises(UpstreamError) as info:
+        await _fetch(base + "/trickle", RATED)
+    assert info.value.kind == "too_slow"
+    assert "upstream.min_rate_bytes" in info.value.detail
+
+
+async def test_body_at_the_minimum_rate_or_faster_is_read(origin: tuple[Origin, str]) -> None:
+    o, base = origin
+    o.program("/steady", lambda n, seen: Answer(body=b"s" * 60, trickle=(10, 0.1)))  # 100 bytes/s
+    assert (await _fetch(base + "/steady", RATED)).body == b"s" * 60
+
+
+async def test_without_a_minimum_rate_a_trickle_is_read(origin: tuple[Origin, str]) -> None:
+    o, base = origin
+    o.program("/trickle-ok", lambda n, seen: Answer(body=b"t" * 8, trickle=(1, 0.1)))
+    unrated = UpstreamSettings(connect_timeout=0.5, total_timeout=10.0, max_body_bytes=CAP, retries=0, min_rate_bytes=0)
+    assert (await _fetch(base + "/trickle-ok", unrated)).body == b"t" * 8
+
+
+async def test_trickling_header_section_fails_as_too_slow() -> None:
+    """The status and fields get the connect and read timeouts plus one window, however their bytes are spaced."""
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            writer.write(b"HTTP/1.1 200 OK\r\n")
+            for _ in range(100):
+                writer.write(b"X")
+                await writer.drain()
+                await asyncio.sleep(0.1)
+
+    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        started = time.monotonic()
+        with pytest.raises(UpstreamError) as info:
+            await _fetch(f"http://127.0.0.1:{port}/", RATED)
+        assert info.value.kind == "too_slow"
+        assert "header fields" in info.value.detail
+        assert time.monotonic() - started < 5
+    finally:
+        server.close()
+        await server.wait_closed()
