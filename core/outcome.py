@@ -3,7 +3,8 @@ with a kind from a closed set), and the one rule that says which waiting request
 
 Requests for the same URL collapse onto one job (request collapsing), so the outcome a job produced for the request
 that started it may be handed to others. :func:`shareable` is the only place that decides whether it may: the
-dispatcher (joining a job that just ended), the handler (a joiner that waited) and the response builder all ask it.
+dispatcher asks it when a request joins a job that just ended and when a joiner's own job location is resolved
+through the job it joined (a joiner that polls or waits alike); an outcome it refuses makes the joiner fetch its own.
 """
 
 from __future__ import annotations
