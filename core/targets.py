@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import unicodedata
 from urllib.parse import urlsplit, urlunsplit
+
+import idna
 
 from .netguard import numeric_host
 from .problems import BadTarget, TargetTooLong
@@ -18,6 +21,10 @@ MAX_URL_BYTES = 8192
 #: Unicode categories refused anywhere in a target: controls, separators, format characters (invisible).
 _INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 SCHEMES = {"http": 80, "https": 443}
+#: An ASCII DNS label (RFC 1123 §2.1: letters, digits, hyphens, not at either end); ``_`` is allowed too, because
+#: real names carry it (RFC 2181 §11) and resolvers look them up.
+_ASCII_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+MAX_HOST_BYTES = 253
 
 
 def normalize(raw: str | None) -> str:
@@ -63,9 +70,13 @@ def _normalize(raw: str | None) -> str:
     host = host.lower().rstrip(".")
     if not host:
         raise BadTarget("the target URL has no host")
+    if "%" in host:
+        raise BadTarget(f"the target URL's host {host!r} is percent-encoded: write the host name itself")
     numeric = numeric_host(host)
     if numeric is not None:  # 0x7f.1, 2130706433 and 127.0.0.1 are one host: one cache key
         host = str(numeric)
+    elif ":" not in host:  # an IPv6 literal numeric_host refused is refused by the SSRF guard, which names it
+        host = host_name(host)
     if ":" in host:  # an IPv6 literal keeps its brackets
         host = f"[{host}]"
     netloc = host if port in (None, SCHEMES[scheme]) else f"{host}:{port}"
@@ -74,6 +85,42 @@ def _normalize(raw: str | None) -> str:
     if not parts.query and "?" in raw.split("#", 1)[0]:
         url += "?"
     return url
+
+
+def host_name(host: str) -> str:
+    """The ASCII spelling (A-labels) of a lower-cased DNS name, or a :class:`BadTarget` saying why it cannot be one.
+
+    Decided from the spelling alone, before any lookup: a name no resolver could look up must not reach one (nor the
+    client library, whose IDNA codec raises on it deep inside a connection), and a Unicode name and its A-label
+    spelling are one host, so they key one cache entry.
+    """
+    labels = []
+    for label in host.split("."):
+        if not label:
+            raise BadTarget(f"the target URL's host {host!r} has an empty label")
+        if label.isascii():
+            if not _ASCII_LABEL.fullmatch(label):
+                raise BadTarget(
+                    f"the target URL's host {host!r} has an invalid label {label!r}: a label is 1 to 63 letters, "
+                    "digits, hyphens or underscores, not beginning or ending with a hyphen"
+                )
+            if label.startswith("xn--"):
+                try:
+                    idna.decode(label)
+                except (idna.IDNAError, UnicodeError, ValueError) as exc:
+                    raise BadTarget(
+                        f"the target URL's host {host!r} has an invalid IDNA label {label!r}: {exc}"
+                    ) from None
+            labels.append(label)
+            continue
+        try:
+            labels.append(idna.alabel(label).decode("ascii"))
+        except (idna.IDNAError, UnicodeError, ValueError) as exc:
+            raise BadTarget(f"the target URL's host {host!r} is not a valid international name: {exc}") from None
+    ascii_host = ".".join(labels)
+    if len(ascii_host) > MAX_HOST_BYTES:
+        raise BadTarget(f"the target URL's host is longer than {MAX_HOST_BYTES} octets")
+    return ascii_host
 
 
 def join_origin(origin: str, raw_path: str) -> str:
