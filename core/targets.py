@@ -10,7 +10,7 @@ import functools
 import hashlib
 import re
 import unicodedata
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import idna
 
@@ -80,11 +80,22 @@ def _normalize(raw: str | None) -> str:
     if ":" in host:  # an IPv6 literal keeps its brackets
         host = f"[{host}]"
     netloc = host if port in (None, SCHEMES[scheme]) else f"{host}:{port}"
-    url = urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
-    # urlunsplit drops an empty query; "/a?" and "/a" may differ to the origin, so keep the "?" as sent.
-    if not parts.query and "?" in raw.split("#", 1)[0]:
-        url += "?"
-    return url
+    # The origin is sent exactly the path and query the key holds (core/upstream.py: ``wire_url``), so the key keeps
+    # them byte for byte but for what the request line cannot carry: non-ASCII characters are sent as their UTF-8
+    # escapes, so they are keyed so too, and an empty query's "?" is dropped (the client library cannot send it).
+    try:
+        path, query = _escape_non_ascii(parts.path or "/"), _escape_non_ascii(parts.query)
+    except UnicodeError:
+        raise BadTarget("the target URL is not valid UTF-8 text") from None
+    return urlunsplit((scheme, netloc, path, query, ""))
+
+
+#: Every printable ASCII character: escaping with this as ``safe`` touches only what is not ASCII.
+_PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
+
+
+def _escape_non_ascii(text: str) -> str:
+    return text if text.isascii() else quote(text, safe=_PRINTABLE_ASCII, errors="strict")
 
 
 def host_name(host: str) -> str:
@@ -123,9 +134,49 @@ def host_name(host: str) -> str:
     return ascii_host
 
 
+#: Escapes a server may decode before it resolves dot-segments: ``.``, ``/`` and ``\`` (which some treat as ``/``).
+_DOT_OR_SEPARATOR = re.compile(r"%(2e|2f|5c)", re.IGNORECASE)
+
+
 def join_origin(origin: str, raw_path: str) -> str:
-    """The absolute URL a reverse-proxied request stands for: the configured origin plus the request's raw path."""
-    return normalize(origin.rstrip("/") + raw_path)
+    r"""The absolute URL a reverse-proxied request stands for: the configured origin plus the request's raw path.
+
+    The path is sent upstream as written, so one whose dot-segments climb out of the origin's path prefix
+    (``/../x``, ``/%2e%2e/x`` under ``http://o/app``) would reach resources the operator never exposed: it is
+    refused. Dot-segments are resolved as the most lenient server would (escaped dots and separators decoded,
+    ``\`` a separator); staying inside the prefix they are kept, byte for byte.
+    """
+    url = normalize(origin.rstrip("/") + raw_path)
+    prefix = urlsplit(normalize(origin)).path.rstrip("/")
+    if prefix:
+        path = urlsplit(url).path
+        lenient = _DOT_OR_SEPARATOR.sub(lambda m: unquote(m.group(0)), path).replace("\\", "/")
+        resolved = remove_dot_segments(lenient)
+        if resolved != prefix and not resolved.startswith(prefix + "/"):
+            raise BadTarget(
+                f"the request path {raw_path.split('?', 1)[0]!r} leaves the origin's path {prefix!r} through "
+                "dot-segments ('..', also escaped as %2e%2e)"
+            )
+    return url
+
+
+def remove_dot_segments(path: str) -> str:
+    """RFC 3986 §5.2.4 on an absolute path: ``.`` and ``..`` segments resolved (``..`` above the root stays at it)."""
+    out: list[str] = []
+    segments = path.split("/")[1:]
+    for i, segment in enumerate(segments):
+        last = i == len(segments) - 1
+        if segment == "..":
+            if out:
+                out.pop()
+            if last:
+                out.append("")
+        elif segment == ".":
+            if last:
+                out.append("")
+        else:
+            out.append(segment)
+    return "/" + "/".join(out)
 
 
 def same_origin(url: str, origin: str) -> bool:

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
+from yarl import URL
 
 from . import netguard
 from .netguard import Guard
@@ -45,6 +46,15 @@ class UpstreamResponse:
     body: bytes
     request_time: float
     response_time: float
+
+
+def wire_url(url: str) -> URL:
+    """The URL to request for the canonical ``url``: its path and query go out exactly as the cache key holds them.
+
+    aiohttp would otherwise re-spell them (``/a/../b`` to ``/b``, ``%61`` to ``a``), so that two keys could name one
+    upstream resource, and a reverse-proxied ``/../x`` could reach outside the origin's path prefix.
+    """
+    return URL(url, encoded=True)
 
 
 def backoff(attempt: int, base: float, cap: float = 5.0) -> float:
@@ -142,7 +152,7 @@ async def open_stream(
     while True:
         request_time = time.time()
         try:
-            resp = await session.get(url, headers=list(headers), allow_redirects=False)
+            resp = await session.get(wire_url(url), headers=list(headers), allow_redirects=False)
             break
         except Exception as exc:
             error = _failure(exc, bounds)

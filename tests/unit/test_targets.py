@@ -36,8 +36,11 @@ ACCEPTED = [
     ("dot-segments-kept", "http://e.com/a/../b/./c", "http://e.com/a/../b/./c"),
     ("query-kept", "http://e.com/?b=2&a=1&a=1", "http://e.com/?b=2&a=1&a=1"),
     ("query-escapes-kept", "http://e.com/?q=%2f%2F+x&=&&", "http://e.com/?q=%2f%2F+x&=&&"),
-    # RFC 3986 §6.2.3: an empty component's delimiter is not removed (http://example.com/? is another URI)
-    ("empty-query-kept", "http://e.com/a?", "http://e.com/a?"),
+    # The key holds what the origin is sent: the request line cannot carry an empty query's "?" (aiohttp drops it),
+    # and non-ASCII characters go out as their UTF-8 escapes.
+    ("empty-query-dropped", "http://e.com/a?", "http://e.com/a"),
+    ("non-ascii-escaped", "http://e.com/\u00e9?q=\u00fc&r=%C3%A9", "http://e.com/%C3%A9?q=%C3%BC&r=%C3%A9"),
+    ("unicode-host-as-a-label", "http://B\u00fccher.example/", "http://xn--bcher-kva.example/"),
     ("surrounding-space-trimmed", "  http://e.com/  ", "http://e.com/"),
     ("trailing-dot-host-dropped", "http://E.com.:80/", "http://e.com/"),
 ]
@@ -145,6 +148,21 @@ def test_join_origin(origin: str, raw_path: str, expected: str) -> None:
 def test_join_origin_refuses_bad_path() -> None:
     with pytest.raises(BadTarget):
         join_origin("http://origin.example", "/a b")
+
+
+@pytest.mark.parametrize(
+    "raw_path",
+    ["/../x", "/%2e%2e/x", "/.%2E/x", "/a/../../x", "/..", "/..%2fx", "/..%5Cx", "/..\\x", "/a/%2e%2e/%2e%2e?q=/app/"],
+)
+def test_join_origin_refuses_leaving_the_prefix(raw_path: str) -> None:
+    """Dot-segments (escaped or not, with escaped separators) that resolve outside the origin's path prefix."""
+    with pytest.raises(BadTarget, match="leaves the origin's path '/app'"):
+        join_origin("http://origin.example/app/", raw_path)
+
+
+@pytest.mark.parametrize("raw_path", ["/a/../x", "/./x", "/%2e/x", "/../app/x", "/", "/x?q=../../.."])
+def test_join_origin_keeps_dot_segments_inside_the_prefix(raw_path: str) -> None:
+    assert join_origin("http://origin.example/app", raw_path) == "http://origin.example/app" + raw_path
 
 
 @pytest.mark.parametrize(
