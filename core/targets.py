@@ -9,7 +9,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import socket
 import unicodedata
+from ipaddress import ip_address
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import idna
@@ -202,3 +204,42 @@ def host_port(url: str) -> tuple[str, int]:
 def cache_key(url: str) -> str:
     """A fixed-length key for a canonical URL, so any URL length fits the store's key scheme."""
     return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _own_names() -> frozenset[str]:
+    """This machine's own host name: a wildcard listener answers to it."""
+    name = socket.gethostname().lower().rstrip(".")
+    return frozenset({name, name.split(".", 1)[0]} - {""})
+
+
+@functools.lru_cache(maxsize=8192)
+def names_self(url: str, listen_host: str, listen_port: int) -> bool:
+    """Does the canonical ``url`` name this grenier itself (it listens on ``listen_host``:``listen_port``)?
+
+    A request for such a URL would come straight back in: an admin operation run with grenier's own (loopback)
+    authority, or a fetch that starts another fetch. Named by its listening address and port; when that is loopback
+    or a wildcard, also by every loopback spelling (``127.0.0.0/8``, ``localhost``, ``[::1]``, ``0.0.0.0``) with
+    its port; when it is a wildcard, also by this machine's own name.
+    """
+    host, port = host_port(url)
+    if port != listen_port:
+        return False
+    listen = listen_host.lower().strip("[]").rstrip(".")
+    if host == listen:
+        return True
+    wildcard = listen in {"", "0.0.0.0", "::"}
+    try:
+        listen_loopback = ip_address(listen).is_loopback
+    except ValueError:
+        listen_loopback = listen == "localhost"
+    if not (wildcard or listen_loopback):
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        addr = ip_address(host)
+    except ValueError:
+        return wildcard and host in _own_names()
+    mapped = getattr(addr, "ipv4_mapped", None)
+    return addr.is_loopback or addr.is_unspecified or (mapped is not None and mapped.is_loopback)
