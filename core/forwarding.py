@@ -32,6 +32,38 @@ NEVER_ON_FETCH = frozenset(
 )
 
 
+#: Fields that act on the origin serving a response rather than on the response itself: its cookies (``Set-Cookie``,
+#: even for a parent ``Domain=``), its transport (``Strict-Transport-Security``, ``Alt-Svc``), its stored data
+#: (``Clear-Site-Data``), navigation (``Refresh``), who may read it (CORS), where its errors are reported and what
+#: its service workers may control. An upstream's page served from grenier's own origin (``/fetch``, job results,
+#: the form's frame) must not carry them, or the upstream would act as grenier; in forward and reverse mode the
+#: response is served as the upstream's own host and keeps them.
+ORIGIN_SCOPED = frozenset(
+    {
+        "set-cookie",
+        "set-cookie2",
+        "strict-transport-security",
+        "clear-site-data",
+        "refresh",
+        "alt-svc",
+        "nel",
+        "report-to",
+        "reporting-endpoints",
+        "service-worker-allowed",
+        "origin-agent-cluster",
+        "timing-allow-origin",
+    }
+)
+#: Name prefixes of further origin-scoped fields (all of CORS).
+ORIGIN_SCOPED_PREFIXES = ("access-control-",)
+
+
+def origin_scoped(name: str) -> bool:
+    """Is ``name`` one of :data:`ORIGIN_SCOPED` (or of its prefixes)?"""
+    lower = name.lower()
+    return lower in ORIGIN_SCOPED or lower.startswith(ORIGIN_SCOPED_PREFIXES)
+
+
 def _connection_named(headers: Iterable[tuple[str, str]]) -> set[str]:
     return {n.strip().lower() for v in values(headers, "connection") for n in v.split(",") if n.strip()}
 

@@ -230,13 +230,20 @@ async def _held(svc: Services, record: JobRecord) -> StoredResponse | None:
 FOREIGN_CONTENT = {"Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"}
 
 
+def as_foreign(response: web.StreamResponse) -> web.StreamResponse:
+    """``response`` made fit to serve from grenier's own origin: the upstream's origin-scoped fields
+    (:data:`core.forwarding.ORIGIN_SCOPED`) dropped, its CSP replaced by a sandbox."""
+    for name in {n for n in response.headers if forwarding.origin_scoped(n)}:
+        response.headers.popall(name, None)
+    response.headers.update(FOREIGN_CONTENT)
+    return response
+
+
 async def fetch(request: web.Request) -> web.StreamResponse:
     """``GET /fetch?url=U``."""
     svc = request.app[SERVICES]
     svc.access.check_client(request)
-    response = await serve_target(request, normalize(request.query.get("url")), api=True)
-    response.headers.update(FOREIGN_CONTENT)
-    return response
+    return as_foreign(await serve_target(request, normalize(request.query.get("url")), api=True))
 
 
 async def job(request: web.Request) -> web.StreamResponse:
@@ -257,8 +264,7 @@ async def job(request: web.Request) -> web.StreamResponse:
         store=svc.store,
         fwd="uri-miss",
     )
-    response.headers.update(FOREIGN_CONTENT)
-    return response
+    return as_foreign(response)
 
 
 async def purge(request: web.Request, url: str) -> web.Response:
