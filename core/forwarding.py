@@ -80,10 +80,21 @@ def marks(pseudonym: str) -> Headers:
     return (("Via", f"1.1 {pseudonym}"), ("CDN-Loop", pseudonym))
 
 
+#: Longest value (bytes) of a client's field a fetch job forwards. A longer one is dropped, not sent: an origin may
+#: answer an oversized field with an error (400, 414, 431, 501...) that would otherwise be fetched on a shared key
+#: and served to everyone; no real Accept, Accept-Encoding or Accept-Language needs more.
+MAX_FORWARDED_FIELD_BYTES = 1024
+
+
 def for_job(headers: Iterable[tuple[str, str]], allowed: Iterable[str]) -> Headers:
-    """The client's fields a fetch job forwards (they also select a Vary variant)."""
+    """The client's fields a fetch job forwards (they also select a Vary variant), each at most
+    :data:`MAX_FORWARDED_FIELD_BYTES` long."""
     allow = {a.lower() for a in allowed} - NEVER_ON_FETCH
-    return tuple((k, v) for k, v in end_to_end(headers) if k.lower() in allow)
+    return tuple(
+        (k, v)
+        for k, v in end_to_end(headers)
+        if k.lower() in allow and len(v.encode("utf-8", "surrogateescape")) <= MAX_FORWARDED_FIELD_BYTES
+    )
 
 
 def for_passthrough(headers: Iterable[tuple[str, str]], pseudonym: str) -> Headers:
