@@ -32,6 +32,38 @@ NEVER_ON_FETCH = frozenset(
 )
 
 
+#: Fields that act on the origin serving a response rather than on the response itself: its cookies (``Set-Cookie``,
+#: even for a parent ``Domain=``), its transport (``Strict-Transport-Security``, ``Alt-Svc``), its stored data
+#: (``Clear-Site-Data``), navigation (``Refresh``), who may read it (CORS), where its errors are reported and what
+#: its service workers may control. An upstream's page served from grenier's own origin (``/fetch``, job results,
+#: the form's frame) must not carry them, or the upstream would act as grenier; in forward and reverse mode the
+#: response is served as the upstream's own host and keeps them.
+ORIGIN_SCOPED = frozenset(
+    {
+        "set-cookie",
+        "set-cookie2",
+        "strict-transport-security",
+        "clear-site-data",
+        "refresh",
+        "alt-svc",
+        "nel",
+        "report-to",
+        "reporting-endpoints",
+        "service-worker-allowed",
+        "origin-agent-cluster",
+        "timing-allow-origin",
+    }
+)
+#: Name prefixes of further origin-scoped fields (all of CORS).
+ORIGIN_SCOPED_PREFIXES = ("access-control-",)
+
+
+def origin_scoped(name: str) -> bool:
+    """Is ``name`` one of :data:`ORIGIN_SCOPED` (or of its prefixes)?"""
+    lower = name.lower()
+    return lower in ORIGIN_SCOPED or lower.startswith(ORIGIN_SCOPED_PREFIXES)
+
+
 def _connection_named(headers: Iterable[tuple[str, str]]) -> set[str]:
     return {n.strip().lower() for v in values(headers, "connection") for n in v.split(",") if n.strip()}
 
@@ -48,10 +80,21 @@ def marks(pseudonym: str) -> Headers:
     return (("Via", f"1.1 {pseudonym}"), ("CDN-Loop", pseudonym))
 
 
+#: Longest value (bytes) of a client's field a fetch job forwards. A longer one is dropped, not sent: an origin may
+#: answer an oversized field with an error (400, 414, 431, 501...) that would otherwise be fetched on a shared key
+#: and served to everyone; no real Accept, Accept-Encoding or Accept-Language needs more.
+MAX_FORWARDED_FIELD_BYTES = 1024
+
+
 def for_job(headers: Iterable[tuple[str, str]], allowed: Iterable[str]) -> Headers:
-    """The client's fields a fetch job forwards (they also select a Vary variant)."""
+    """The client's fields a fetch job forwards (they also select a Vary variant), each at most
+    :data:`MAX_FORWARDED_FIELD_BYTES` long."""
     allow = {a.lower() for a in allowed} - NEVER_ON_FETCH
-    return tuple((k, v) for k, v in end_to_end(headers) if k.lower() in allow)
+    return tuple(
+        (k, v)
+        for k, v in end_to_end(headers)
+        if k.lower() in allow and len(v.encode("utf-8", "surrogateescape")) <= MAX_FORWARDED_FIELD_BYTES
+    )
 
 
 def for_passthrough(headers: Iterable[tuple[str, str]], pseudonym: str) -> Headers:

@@ -80,6 +80,13 @@ class TargetRefused(Problem, OSError):
         return self.detail
 
 
+class Unresolvable(Problem):
+    """A target whose name cannot be looked up: the upstream cannot be reached, which is the gateway's failure."""
+
+    status = 502
+    title = "Bad Gateway"
+
+
 def refusal_of(exc: BaseException) -> TargetRefused | None:
     """The ``TargetRefused`` behind an exception from ``session.get()`` (or the exception itself), else ``None``.
 
@@ -564,6 +571,10 @@ async def resolve_and_check(host: str, port: int, guard: Guard, resolver: Abstra
     guarded = GuardedResolver(guard, resolver)
     try:
         results = await guarded.resolve(host, port, socket.AF_UNSPEC)
+    except TargetRefused:
+        raise
+    except (OSError, UnicodeError) as exc:  # no such name, no answer, or a name the resolver cannot encode
+        raise Unresolvable(f"cannot resolve {host}: {exc}", host=host) from None
     finally:
         if resolver is None:
             await guarded.close()

@@ -71,11 +71,21 @@ def first(headers: Iterable[tuple[str, str]], name: str) -> str | None:
     return found[0] if found else None
 
 
+def bounded_digits(raw: str, cap: int) -> int:
+    """The value of the ASCII digits ``raw``, at most ``cap``, in time bounded by the cap's length.
+
+    A field may carry thousands of digits; ``int()`` of more than 4,300 raises (and of fewer is slow), so a number
+    longer than the cap's own digits is the cap without being converted.
+    """
+    digits = raw.lstrip("0") or "0"
+    return cap if len(digits) > len(str(cap)) else min(int(digits), cap)
+
+
 def _delta_seconds(raw: str | None) -> int | None:
-    """§1.2.2: a non-negative integer; anything else is invalid (``None``)."""
+    """§1.2.2: a non-negative integer (over ``DELTA_MAX``, that); anything else is invalid (``None``)."""
     if raw is None or not raw.isascii() or not raw.isdigit():
         return None
-    return min(int(raw), DELTA_MAX)
+    return bounded_digits(raw, DELTA_MAX)
 
 
 @dataclass(frozen=True)
@@ -225,10 +235,40 @@ def not_storable_reason(
         return "request carried Authorization and the response did not allow sharing"
     if values(response_headers, "set-cookie") and not rules.share_set_cookie:
         return "response sets a cookie"
-    if vary_fields(response_headers) == ("*",):
+    varies = vary_fields(response_headers)
+    if varies == ("*",):
         return "Vary: * never matches"
-    if status not in HEURISTIC_STATUSES and explicit_lifetime(response_headers, 0.0) is None and not resp.public:
+    too_costly = _too_costly(response_headers, varies, rules)
+    if too_costly is not None:
+        return too_costly
+    explicit = explicit_lifetime(response_headers, 0.0) is not None
+    if not explicit and _caused_by_request(status):
+        return f"status {status} may answer this request's own fields, and has no explicit freshness"
+    if status not in HEURISTIC_STATUSES and not explicit and not resp.public:
         return f"status {status} has no explicit freshness and is not heuristically cacheable"
+    return None
+
+
+def _caused_by_request(status: int) -> bool:
+    """Statuses that may say more about the request than about the resource (RFC 9110 §15.5: a 4xx is the client's
+    error; 414 URI Too Long, 431 Request Header Fields Too Large and 501 Not Implemented answer its form): stored for
+    everyone only when the origin gives them explicit freshness. 404 and 410 describe the resource itself."""
+    return (400 <= status < 500 and status not in {404, 410}) or status == 501
+
+
+def _too_costly(headers: Headers, varies: tuple[str, ...], rules: CacheSettings) -> str | None:
+    """Why a response's field section is too large to store (each hit replays it and keys on its Vary), or
+    ``None``: ``cache.max_stored_fields``, ``cache.max_stored_header_bytes``, ``cache.max_vary_fields``."""
+    if len(headers) > rules.max_stored_fields:
+        return f"response has {len(headers)} header fields, over cache.max_stored_fields ({rules.max_stored_fields})"
+    size = sum(len(k) + len(v) for k, v in headers)
+    if size > rules.max_stored_header_bytes:
+        return (
+            f"response header fields total {size} bytes, over cache.max_stored_header_bytes "
+            f"({rules.max_stored_header_bytes})"
+        )
+    if len(varies) > rules.max_vary_fields:
+        return f"response Vary names {len(varies)} fields, over cache.max_vary_fields ({rules.max_vary_fields})"
     return None
 
 

@@ -153,6 +153,20 @@ class CacheSettings:
     share_set_cookie: bool = field(
         default=False, metadata=_doc("Store and share responses that carry Set-Cookie (off: they are never stored).")
     )
+    max_stored_fields: int = field(
+        default=64,
+        metadata=_doc(
+            "Responses with more header fields than this are passed on but not stored: every hit would replay them."
+        ),
+    )
+    max_stored_header_bytes: int = field(
+        default=32 * 1024,
+        metadata=_doc("Responses whose header fields (names and values) total more bytes than this are not stored."),
+    )
+    max_vary_fields: int = field(
+        default=32,
+        metadata=_doc("Responses whose Vary names more request fields than this are not stored: each hit keys on all."),
+    )
     miss: Literal["async", "wait"] = field(
         default="async",
         metadata=_doc('On a miss without `Prefer: wait`: "async" answers 202 + job, "wait" waits for the fetch.'),

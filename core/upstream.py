@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
+from yarl import URL
 
 from . import netguard
 from .netguard import Guard
@@ -45,6 +46,15 @@ class UpstreamResponse:
     body: bytes
     request_time: float
     response_time: float
+
+
+def wire_url(url: str) -> URL:
+    """The URL to request for the canonical ``url``: its path and query go out exactly as the cache key holds them.
+
+    aiohttp would otherwise re-spell them (``/a/../b`` to ``/b``, ``%61`` to ``a``), so that two keys could name one
+    upstream resource, and a reverse-proxied ``/../x`` could reach outside the origin's path prefix.
+    """
+    return URL(url, encoded=True)
 
 
 def backoff(attempt: int, base: float, cap: float = 5.0) -> float:
@@ -180,12 +190,12 @@ async def _head(
     """Send the request and read the status and fields: with a minimum rate, an upstream gets the connect and read
     timeouts plus one ``min_rate_window`` for them, however it spaces its bytes out."""
     if bounds.min_rate_bytes <= 0:
-        return await session.get(url, headers=list(headers), allow_redirects=False)
+        return await session.get(wire_url(url), headers=list(headers), allow_redirects=False)
     limit = bounds.connect_timeout + bounds.read_timeout + bounds.min_rate_window
     deadline = asyncio.timeout(limit)
     try:
         async with deadline:
-            return await session.get(url, headers=list(headers), allow_redirects=False)
+            return await session.get(wire_url(url), headers=list(headers), allow_redirects=False)
     except TimeoutError:
         if deadline.expired():
             raise too_slow(bounds, f"no status and header fields within {limit:g} s") from None

@@ -21,7 +21,7 @@ from core.outcome import Fetched
 from core.policy import Headers
 from core.problems import MethodNotAllowed, NotFound, Problem
 from core.records import JobRecord, StoredResponse
-from core.targets import normalize
+from core.targets import names_self, normalize
 
 from . import passthrough, prefer, responses
 from .access import peer_address
@@ -81,13 +81,24 @@ async def serve_target(request: web.Request, url: str, *, api: bool = False) -> 
         return await _miss(svc, request, url, gone, sent, now=now, fwd="uri-miss", detail="stored body gone", api=api)
 
 
+def refuse_loop(svc: Services, url: str, req_headers: Headers) -> None:
+    """A loop (508): a request that already went through grenier, or a target that is grenier itself, by any of
+    its addresses (``core.targets.names_self``). Every path that fetches for a client asks this first."""
+    if forwarding.is_loop(req_headers, svc.pseudonym):
+        raise LoopDetected(f"this request already went through {svc.pseudonym}: refusing to fetch it again")
+    server = svc.settings.server
+    if names_self(url, server.host, server.port):
+        raise LoopDetected(
+            f"{url} is grenier itself (listening on {server.host}:{server.port}): refusing to fetch from itself"
+        )
+
+
 def _relay_reason(
     svc: Services, method: str, url: str, req_headers: Headers, *, api: bool
 ) -> tuple[str, str | None] | None:
     """Refuse loops and targets the SSRF guard refuses by their spelling; say why a request goes straight upstream
     (its ``fwd`` and detail), or ``None`` when the cache may answer it."""
-    if forwarding.is_loop(req_headers, svc.pseudonym):
-        raise LoopDetected(f"this request already went through {svc.pseudonym}: refusing to fetch it again")
+    refuse_loop(svc, url, req_headers)
     svc.upstream.check_spelling(url)
     if method not in CACHEABLE_METHODS:
         if api:
@@ -231,13 +242,20 @@ async def _held(svc: Services, record: JobRecord) -> StoredResponse | None:
 FOREIGN_CONTENT = {"Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"}
 
 
+def as_foreign(response: web.StreamResponse) -> web.StreamResponse:
+    """``response`` made fit to serve from grenier's own origin: the upstream's origin-scoped fields
+    (:data:`core.forwarding.ORIGIN_SCOPED`) dropped, its CSP replaced by a sandbox."""
+    for name in {n for n in response.headers if forwarding.origin_scoped(n)}:
+        response.headers.popall(name, None)
+    response.headers.update(FOREIGN_CONTENT)
+    return response
+
+
 async def fetch(request: web.Request) -> web.StreamResponse:
     """``GET /fetch?url=U``."""
     svc = request.app[SERVICES]
     svc.access.check_client(request)
-    response = await serve_target(request, normalize(request.query.get("url")), api=True)
-    response.headers.update(FOREIGN_CONTENT)
-    return response
+    return as_foreign(await serve_target(request, normalize(request.query.get("url")), api=True))
 
 
 async def job(request: web.Request) -> web.StreamResponse:
@@ -261,8 +279,7 @@ async def job(request: web.Request) -> web.StreamResponse:
         fwd="uri-miss",
         collapsed=record.joined is not None,
     )
-    response.headers.update(FOREIGN_CONTENT)
-    return response
+    return as_foreign(response)
 
 
 async def purge(request: web.Request, url: str) -> web.Response:

@@ -15,6 +15,7 @@ from aiohttp import web
 from core import forwarding, lookup, netguard, policy
 from core.problems import Problem
 from core.targets import normalize
+from core.upstream import wire_url
 
 from .cache_status import cache_status
 from .refusals import problem_response
@@ -46,7 +47,7 @@ async def relay(request: web.Request, url: str, fwd: str, detail: str | None = N
     try:
         upstream = await svc.upstream.session_for(url).request(
             request.method,
-            url,
+            wire_url(url),
             headers=list(forwarding.for_passthrough(request.headers.items(), svc.pseudonym)),
             data=body,
             allow_redirects=False,

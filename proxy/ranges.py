@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from core.policy import bounded_digits
+
+#: Positions beyond this are beyond any stored body; longer numbers are read as it, never converted in full.
+_POSITION_MAX = 2**63
+
 
 class Unsatisfiable(ValueError):
     """No part of the requested range lies within the representation (answer 416)."""
@@ -23,12 +28,12 @@ def byte_range(header: str, size: int) -> tuple[int, int] | None:
     if not start_s:  # suffix range: the last N bytes
         if not end_s:
             return None
-        n = int(end_s)
+        n = bounded_digits(end_s, _POSITION_MAX)
         if n == 0 or size == 0:
             raise Unsatisfiable(header)
         return max(0, size - n), size - 1
-    start = int(start_s)
-    end = int(end_s) if end_s else size - 1
+    start = bounded_digits(start_s, _POSITION_MAX)
+    end = bounded_digits(end_s, _POSITION_MAX) if end_s else size - 1
     if end < start:
         return None
     if start >= size:

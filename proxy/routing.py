@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from core import forwarding
 from core.targets import join_origin, normalize
 
 from . import control, handlers, metrics, ui
@@ -26,6 +27,10 @@ async def proxy_middleware(request: web.Request, handler: Handler) -> web.Stream
     check_host_field(request)
     raw = request.raw_path
     svc = request.app[SERVICES]
+    if forwarding.is_loop(request.headers.items(), svc.pseudonym):
+        # Whatever name or address brought it here, grenier sent this request itself: no endpoint (an admin one
+        # above all, which would act with grenier's own loopback authority) may run it.
+        raise handlers.LoopDetected(f"this request already went through {svc.pseudonym}: refusing it")
     if request.method == "CONNECT":
         return problem_response(
             405,

@@ -18,7 +18,7 @@ from core.outcome import Failed, Fetched
 from core.problems import NotFound
 from core.targets import normalize
 
-from .handlers import JOB_ID, admission, start_fetch
+from .handlers import JOB_ID, admission, refuse_loop, start_fetch
 from .responses import job_location
 from .services import SERVICES
 
@@ -67,6 +67,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
     svc.access.check_client(request)
     url = normalize(request.query.get("url"))
     force = request.query.get("force") == "1"
+    refuse_loop(svc, url, tuple(request.headers.items()))
     headers = forwarding.for_job(request.headers.items(), svc.settings.upstream.forward_headers)
     await svc.upstream.admit(url)
     since = time.time()

@@ -8,13 +8,18 @@ rules it does not enforce are checked by :func:`check_host_field` in the request
 
 from __future__ import annotations
 
+import asyncio
 from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestHandler, _RequestFactory
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
+from yarl import URL
 
 from core.problems import Problem, problem_body
 
@@ -48,10 +53,36 @@ class _ProblemServer(Server):
         return _ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
 
 
+def _tolerant(factory: _RequestFactory) -> _RequestFactory:
+    """``factory``, but a request whose absolute-form target the URL library cannot decode still becomes a request.
+
+    aiohttp decodes the host of an absolute-form target (``GET http://xn--a-/``) while it builds the request, outside
+    every middleware; an IDNA error there ends the connection's handler with no answer and the socket held. Such a
+    request is built with a neutral URL instead: its raw target (``raw_path``) is kept, so the routing middleware
+    still sees an absolute-form target and refuses it, with a 400 that names the host, like any malformed target.
+    """
+
+    def make(
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: RequestHandler,
+        writer: AbstractStreamWriter,
+        task: asyncio.Task[None],
+    ) -> BaseRequest:
+        try:
+            return factory(message, payload, protocol, writer, task)
+        except (UnicodeError, ValueError):
+            neutral = message._replace(url=URL.build(path="/", encoded=True))
+            return factory(neutral, payload, protocol, writer, task)
+
+    return make
+
+
 class ProblemRunner(web.AppRunner):
     async def _make_server(self) -> Server:
         server = await super()._make_server()
         server.__class__ = _ProblemServer
+        server.request_factory = _tolerant(server.request_factory)
         return server
 
 

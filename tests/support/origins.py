@@ -64,6 +64,8 @@ class Seen:
     query: str
     headers: tuple[tuple[str, str], ...]
     body: bytes
+    #: The request target exactly as it arrived (``path`` is decoded): what a proxy sent, byte for byte.
+    target: str = ""
 
     def names(self) -> set[str]:
         return {k.lower() for k, _ in self.headers}
@@ -237,7 +239,12 @@ class Origin:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         seen = Seen(
-            request.method, request.path, request.query_string, tuple(request.headers.items()), await request.read()
+            request.method,
+            request.path,
+            request.query_string,
+            tuple(request.headers.items()),
+            await request.read(),
+            request.raw_path,
         )
         with self._lock:
             self.seen.append(seen)

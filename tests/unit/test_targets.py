@@ -36,8 +36,11 @@ ACCEPTED = [
     ("dot-segments-kept", "http://e.com/a/../b/./c", "http://e.com/a/../b/./c"),
     ("query-kept", "http://e.com/?b=2&a=1&a=1", "http://e.com/?b=2&a=1&a=1"),
     ("query-escapes-kept", "http://e.com/?q=%2f%2F+x&=&&", "http://e.com/?q=%2f%2F+x&=&&"),
-    # RFC 3986 §6.2.3: an empty component's delimiter is not removed (http://example.com/? is another URI)
-    ("empty-query-kept", "http://e.com/a?", "http://e.com/a?"),
+    # The key holds what the origin is sent: the request line cannot carry an empty query's "?" (aiohttp drops it),
+    # and non-ASCII characters go out as their UTF-8 escapes.
+    ("empty-query-dropped", "http://e.com/a?", "http://e.com/a"),
+    ("non-ascii-escaped", "http://e.com/\u00e9?q=\u00fc&r=%C3%A9", "http://e.com/%C3%A9?q=%C3%BC&r=%C3%A9"),
+    ("unicode-host-as-a-label", "http://B\u00fccher.example/", "http://xn--bcher-kva.example/"),
     ("surrounding-space-trimmed", "  http://e.com/  ", "http://e.com/"),
     ("trailing-dot-host-dropped", "http://E.com.:80/", "http://e.com/"),
 ]
@@ -83,6 +86,15 @@ REFUSED: list[tuple[str, str | None, type[Problem], int, str]] = [
     ("port-zero", "http://example.com:0/", BadTarget, 400, r"port 0"),
     ("host-only-dot", "http://./", BadTarget, 400, r"no host"),
     ("bad-ipv6", "http://[::1/", BadTarget, 400, r"cannot be parsed"),
+    ("idna-not-punycode", "http://xn--zz.example/", BadTarget, 400, r"invalid IDNA label"),
+    ("idna-not-ending-in-hyphen", "http://xn--a-/", BadTarget, 400, r"invalid label"),
+    ("idna-empty", "http://xn--.example/", BadTarget, 400, r"invalid label"),
+    ("idna-disallowed", "http://ex\u00e4mple\u2488.com/", BadTarget, 400, r"not a valid international name"),
+    ("host-percent-encoded", "http://%41.example/", BadTarget, 400, r"percent-encoded"),
+    ("host-empty-label", "http://a..b/", BadTarget, 400, r"empty label"),
+    ("host-hyphen-end", "http://a-.example/", BadTarget, 400, r"invalid label"),
+    ("host-label-too-long", "http://" + "a" * 64 + ".example/", BadTarget, 400, r"invalid label"),
+    ("host-punctuation", "http://=(\u00e9/", BadTarget, 400, r"host"),
     ("too-long", "http://e.com/" + "a" * (MAX_URL_BYTES - len("http://e.com/") + 1), TargetTooLong, 414, r"8192"),
     (
         "too-long-in-utf8-bytes",
@@ -136,6 +148,21 @@ def test_join_origin(origin: str, raw_path: str, expected: str) -> None:
 def test_join_origin_refuses_bad_path() -> None:
     with pytest.raises(BadTarget):
         join_origin("http://origin.example", "/a b")
+
+
+@pytest.mark.parametrize(
+    "raw_path",
+    ["/../x", "/%2e%2e/x", "/.%2E/x", "/a/../../x", "/..", "/..%2fx", "/..%5Cx", "/..\\x", "/a/%2e%2e/%2e%2e?q=/app/"],
+)
+def test_join_origin_refuses_leaving_the_prefix(raw_path: str) -> None:
+    """Dot-segments (escaped or not, with escaped separators) that resolve outside the origin's path prefix."""
+    with pytest.raises(BadTarget, match="leaves the origin's path '/app'"):
+        join_origin("http://origin.example/app/", raw_path)
+
+
+@pytest.mark.parametrize("raw_path", ["/a/../x", "/./x", "/%2e/x", "/../app/x", "/", "/x?q=../../.."])
+def test_join_origin_keeps_dot_segments_inside_the_prefix(raw_path: str) -> None:
+    assert join_origin("http://origin.example/app", raw_path) == "http://origin.example/app" + raw_path
 
 
 @pytest.mark.parametrize(
