@@ -68,6 +68,17 @@ async def relay(request: web.Request, url: str, fwd: str, detail: str | None = N
             f"cannot reach upstream: {exc}",
             headers={"Cache-Status": cache_status(svc.pseudonym, fwd=fwd, detail="connect")},
         )
+    if 100 <= upstream.status < 200:
+        # aiohttp's client skips interim responses, except 101: a switch to a protocol nobody asked for (Upgrade
+        # is never forwarded). Passing it on would hand the client a raw tunnel to the upstream; drop the
+        # upstream connection so its bytes are never read as a response either.
+        upstream.close()
+        return problem_response(
+            502,
+            "Bad Gateway",
+            f"upstream answered {upstream.status} to a request that asked for no protocol switch",
+            headers={"Cache-Status": cache_status(svc.pseudonym, fwd=fwd, fwd_status=upstream.status)},
+        )
     async with upstream:
         fields = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream.raw_headers]
         # Invalidate before the client sees the response, so its next GET cannot be served the old entry.
