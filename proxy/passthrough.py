@@ -17,7 +17,7 @@ from core.problems import Problem
 from core.targets import normalize
 
 from .cache_status import cache_status
-from .refusals import problem_response
+from .refusals import ResponseCutShort, problem_response
 from .services import SERVICES
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,6 @@ async def relay(request: web.Request, url: str, fwd: str, detail: str | None = N
                 await response.write(chunk)
         except aiohttp.ClientError as exc:  # headers are gone already: all we can do is cut the body short
             log.warning("upstream body for %s %s cut short: %s", request.method, url, exc)
-            raise
+            raise ResponseCutShort(f"upstream body cut short: {exc}") from exc
         await response.write_eof()
     return response

@@ -27,14 +27,14 @@ class _ProblemRequestHandler(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # a response is under way: nothing more may be written on it
+            raise ConnectionError("response already started; cannot send an error")
         if status >= 500:
             self.log_exception("Error handling request from %s", request.remote, exc_info=exc)
             detail = "an internal error occurred"
         else:
             self.logger.debug("refused malformed request from %s: %s", request.remote, message)
             detail = f"malformed request: {(message or 'bad framing').splitlines()[0][:200]}"
-        if request.writer.output_size > 0:
-            raise ConnectionError("response already started; cannot send an error")
         title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
         resp = web.Response(
             status=status, body=problem_body(status, title, detail), content_type="application/problem+json"
