@@ -7,6 +7,7 @@ rather than cached wrongly.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import aiohttp
@@ -28,21 +29,38 @@ class BodyTooLarge(Problem):
     title = "Content Too Large"
 
 
-async def _body(request: web.Request, limit: int) -> bytes | None:
-    """The request body, read whole but never beyond ``server.max_body_bytes`` (413)."""
+class BodyTimeout(Problem):
+    status = 408
+    title = "Request Timeout"
+
+
+async def _body(request: web.Request, limit: int, timeout: float) -> bytes | None:
+    """The request body exactly as received (never decoded: the server does not decompress request bodies, so
+    its ``Content-Encoding`` still describes it), read whole under two bounds: ``server.max_body_bytes`` (413)
+    and ``server.body_timeout`` for all of it (408), so that a body announced and never sent, or dripped a byte
+    at a time, cannot hold the connection. It may arrive in any number of segments."""
     if not request.body_exists:
         return None
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge(f"request body of {request.content_length} bytes is over server.max_body_bytes ({limit})")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit or not request.content.at_eof():
-        raise BodyTooLarge(f"request body is over server.max_body_bytes ({limit})")
-    return body
+    body = bytearray()
+    try:
+        async with asyncio.timeout(timeout):
+            async for data in request.content.iter_any():
+                body += data
+                if len(body) > limit:
+                    raise BodyTooLarge(f"request body is over server.max_body_bytes ({limit})")
+    except TimeoutError:
+        raise BodyTimeout(
+            f"request body incomplete after server.body_timeout ({timeout:g} s): {len(body)} bytes received"
+            + (f" of {request.content_length}" if request.content_length is not None else "")
+        ) from None
+    return bytes(body)
 
 
 async def relay(request: web.Request, url: str, fwd: str, detail: str | None = None) -> web.StreamResponse:
     svc = request.app[SERVICES]
-    body = await _body(request, svc.settings.server.max_body_bytes)
+    body = await _body(request, svc.settings.server.max_body_bytes, svc.settings.server.body_timeout)
     try:
         upstream = await svc.upstream.session_for(url).request(
             request.method,

@@ -82,7 +82,7 @@ def _refusal(request: web.Request, exc: Exception) -> web.Response:
     """The problem document for an error raised before any byte of a response was written."""
     if isinstance(exc, Problem):
         response = from_problem(exc)
-        if exc.status == 413:  # the unread body makes the connection useless: close it after the answer
+        if exc.status in {408, 413}:  # the unread body makes the connection useless: close it after the answer
             response.force_close()
         return response
     if isinstance(exc, web.HTTPException):

@@ -79,5 +79,8 @@ def runner_kwargs(max_line: int, max_field: int, keepalive: float) -> dict[str, 
         "max_field_size": max_field,
         "keepalive_timeout": keepalive,
         "lingering_time": min(keepalive, 1.0),
+        # Request bodies reach handlers as sent: the relay forwards them with their own Content-Encoding, which a
+        # decoded body would contradict (and decoding a client's body is work nobody asked for).
+        "auto_decompress": False,
         "access_log": None,
     }
