@@ -82,7 +82,8 @@ def _refusal(request: web.Request, exc: Exception) -> web.Response:
     """The problem document for an error raised before any byte of a response was written."""
     if isinstance(exc, Problem):
         response = from_problem(exc)
-        if exc.status in {408, 413}:  # the unread body makes the connection useless: close it after the answer
+        # An unread body (408, 413) or an unknown protocol version (505) leaves the connection useless: close it.
+        if exc.status in {408, 413, 505}:
             response.force_close()
         return response
     if isinstance(exc, web.HTTPException):
