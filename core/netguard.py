@@ -191,10 +191,37 @@ DENIED_V6: tuple[Denied, ...] = (
 EMBEDDINGS: tuple[Embedding, ...] = (
     Embedding(IPv6Network("::ffff:0:0/96"), "ipv4_mapped", "an IPv4-mapped address", _low32, transparent=True),
     Embedding(IPv6Network("::/96"), "ipv4_compatible", "a deprecated IPv4-compatible address", _low32, False),
+    Embedding(
+        IPv6Network("::ffff:0:0:0/96"), "ipv4_translated", "an IPv4-translated address (RFC 2765)", _low32, False
+    ),
     Embedding(IPv6Network("64:ff9b::/96"), "nat64", "a NAT64 address", _low32, transparent=True),
     Embedding(IPv6Network("64:ff9b:1::/48"), "nat64_local", "a local-use NAT64 address (RFC 8215)", _low32, False),
     Embedding(IPv6Network("2002::/16"), "6to4", "a 6to4 address", _sixtofour, transparent=True),
     Embedding(IPv6Network("2001::/32"), "teredo", "a Teredo address", _teredo, transparent=False),
+)
+
+#: IPv6 space that is no global unicast, checked after ``EMBEDDINGS`` (which carve their forms out of ``::/8``):
+#: everything outside ``2000::/3`` that ``DENIED_V6`` does not already name is reserved by the IETF (RFC 4291 §2.4,
+#: the IANA IPv6 address space registry). Nothing routes there on purpose; a stack may still map it somewhere local.
+RESERVED_V6: tuple[Denied, ...] = tuple(
+    Denied(_n(net), "reserved", "a reserved address (RFC 4291)")
+    for net in (
+        "::/8",
+        "100::/8",
+        "200::/7",
+        "400::/6",
+        "800::/5",
+        "1000::/4",
+        "4000::/3",
+        "6000::/3",
+        "8000::/3",
+        "a000::/3",
+        "c000::/3",
+        "e000::/4",
+        "f000::/5",
+        "f800::/6",
+        "fe00::/9",
+    )
 )
 
 #: Names that mean this host (RFC 6761 §6.3 and the usual /etc/hosts entries); ``*.localhost`` is matched too.
@@ -383,6 +410,9 @@ def _verdict(addr: Address, guard: Guard) -> _Verdict | None:
         for form in EMBEDDINGS:
             if addr in form.network:
                 return _embedded_verdict(addr, form, guard)
+        for row in RESERVED_V6:
+            if addr in row.network:
+                return _Verdict(row.rule, f"is {row.what} ({row.network})")
     if not addr.is_global:
         return _Verdict("not_global", "is not a global unicast address")
     return None

@@ -60,6 +60,14 @@ class ServerSettings:
         default=1024 * 1024, metadata=_doc("Largest request body relayed upstream (413 beyond).")
     )
     keepalive_timeout: float = field(default=15.0, metadata=_doc("Seconds an idle client connection is kept."))
+    body_timeout: float = field(
+        default=10.0,
+        metadata=_doc(
+            "Seconds a relayed request's whole body may take to arrive once its head is in (408 and the connection"
+            " closed beyond). keepalive_timeout bounds only the head; at the default a body of max_body_bytes"
+            " needs about 100 KB/s."
+        ),
+    )
     miss_rate: float = field(
         default=50.0, metadata=_doc("Misses per second one client may cause (429 beyond); 0 disables the limit.")
     )

@@ -223,6 +223,11 @@ async def open_stream(
             if error.kind != "connect" or attempt > bounds.retries:
                 raise error from None
             await asyncio.sleep(backoff(attempt, bounds.retry_backoff))
+    if 100 <= resp.status < 200:
+        # aiohttp skips interim responses but returns a 101: a protocol switch nobody asked for (grenier never
+        # forwards Upgrade). It is no response to pass on, and its connection now carries something else: drop it.
+        resp.close()
+        raise UpstreamError("protocol", f"upstream answered {resp.status} instead of a final response")
     try:
         yield UpstreamStream(resp, request_time, time.time(), bounds)
     except Exception as exc:

@@ -31,7 +31,7 @@ from .refusals import problems_middleware
 from .routing import add_routes, proxy_middleware
 from .services import SERVICES, Services
 from .stats import Counters
-from .wire import ProblemRunner, runner_kwargs
+from .wire import ProblemRunner, close_after_http10_framing, runner_kwargs
 
 log = logging.getLogger("grenier")
 
@@ -50,6 +50,7 @@ def server_app(settings: Settings, backends: Backends) -> web.Application:
             response.headers["Cache-Status"] = cache_status(name, fwd="bypass")
 
     app.on_response_prepare.append(default_cache_status)
+    app.on_response_prepare.append(close_after_http10_framing)
     add_routes(app, reverse=bool(settings.upstream.origin))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -7,6 +7,7 @@ rather than cached wrongly.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import aiohttp
@@ -18,7 +19,7 @@ from core.targets import normalize
 from core.upstream import wire_url
 
 from .cache_status import cache_status
-from .refusals import problem_response
+from .refusals import ResponseCutShort, problem_response
 from .services import SERVICES
 
 log = logging.getLogger(__name__)
@@ -29,21 +30,38 @@ class BodyTooLarge(Problem):
     title = "Content Too Large"
 
 
-async def _body(request: web.Request, limit: int) -> bytes | None:
-    """The request body, read whole but never beyond ``server.max_body_bytes`` (413)."""
+class BodyTimeout(Problem):
+    status = 408
+    title = "Request Timeout"
+
+
+async def _body(request: web.Request, limit: int, timeout: float) -> bytes | None:
+    """The request body exactly as received (never decoded: the server does not decompress request bodies, so
+    its ``Content-Encoding`` still describes it), read whole under two bounds: ``server.max_body_bytes`` (413)
+    and ``server.body_timeout`` for all of it (408), so that a body announced and never sent, or dripped a byte
+    at a time, cannot hold the connection. It may arrive in any number of segments."""
     if not request.body_exists:
         return None
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge(f"request body of {request.content_length} bytes is over server.max_body_bytes ({limit})")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit or not request.content.at_eof():
-        raise BodyTooLarge(f"request body is over server.max_body_bytes ({limit})")
-    return body
+    body = bytearray()
+    try:
+        async with asyncio.timeout(timeout):
+            async for data in request.content.iter_any():
+                body += data
+                if len(body) > limit:
+                    raise BodyTooLarge(f"request body is over server.max_body_bytes ({limit})")
+    except TimeoutError:
+        raise BodyTimeout(
+            f"request body incomplete after server.body_timeout ({timeout:g} s): {len(body)} bytes received"
+            + (f" of {request.content_length}" if request.content_length is not None else "")
+        ) from None
+    return bytes(body)
 
 
 async def relay(request: web.Request, url: str, fwd: str, detail: str | None = None) -> web.StreamResponse:
     svc = request.app[SERVICES]
-    body = await _body(request, svc.settings.server.max_body_bytes)
+    body = await _body(request, svc.settings.server.max_body_bytes, svc.settings.server.body_timeout)
     try:
         upstream = await svc.upstream.session_for(url).request(
             request.method,
@@ -69,6 +87,17 @@ async def relay(request: web.Request, url: str, fwd: str, detail: str | None = N
             f"cannot reach upstream: {exc}",
             headers={"Cache-Status": cache_status(svc.pseudonym, fwd=fwd, detail="connect")},
         )
+    if 100 <= upstream.status < 200:
+        # aiohttp's client skips interim responses, except 101: a switch to a protocol nobody asked for (Upgrade
+        # is never forwarded). Passing it on would hand the client a raw tunnel to the upstream; drop the
+        # upstream connection so its bytes are never read as a response either.
+        upstream.close()
+        return problem_response(
+            502,
+            "Bad Gateway",
+            f"upstream answered {upstream.status} to a request that asked for no protocol switch",
+            headers={"Cache-Status": cache_status(svc.pseudonym, fwd=fwd, fwd_status=upstream.status)},
+        )
     async with upstream:
         fields = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream.raw_headers]
         # Invalidate before the client sees the response, so its next GET cannot be served the old entry.
@@ -89,6 +118,6 @@ async def relay(request: web.Request, url: str, fwd: str, detail: str | None = N
                 await response.write(chunk)
         except aiohttp.ClientError as exc:  # headers are gone already: all we can do is cut the body short
             log.warning("upstream body for %s %s cut short: %s", request.method, url, exc)
-            raise
+            raise ResponseCutShort(f"upstream body cut short: {exc}") from exc
         await response.write_eof()
     return response

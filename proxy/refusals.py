@@ -40,19 +40,55 @@ def from_problem(exc: Problem, instance: str | None = None) -> web.Response:
     )
 
 
+class ResponseCutShort(ConnectionResetError):
+    """A response failed after its first bytes were sent: the only honest end is to close the connection.
+
+    Anything written after a partial body would be read by the client as the rest of that body, or as the answer
+    to its next request (a desynchronised stream). As a ``ConnectionError`` it makes aiohttp drop the connection
+    without writing anything more."""
+
+
+def _started(request: web.Request) -> bool:
+    """Whether any byte of a response has been written on this request's connection."""
+    return request.writer.output_size > 0
+
+
+def _cut(request: web.Request, exc: BaseException) -> ResponseCutShort:
+    """Close the connection once what was already written is flushed; the error to end the handler with."""
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+    if isinstance(exc, ResponseCutShort):  # its raiser said why, with what it knew
+        return exc
+    log.error("response to %s %s failed once started, connection closed", request.method, request.path, exc_info=exc)
+    return ResponseCutShort(str(exc))
+
+
 @web.middleware
 async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every refusal leaves as ``application/problem+json``; no traceback ever reaches a client."""
+    """Every refusal leaves as ``application/problem+json``; no traceback ever reaches a client. A failure after a
+    response has started cannot be answered at all: the connection is closed (:class:`ResponseCutShort`)."""
     try:
         return await handler(request)
-    except Problem as exc:
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        if _started(request):
+            raise _cut(request, exc) from exc
+        return _refusal(request, exc)
+
+
+def _refusal(request: web.Request, exc: Exception) -> web.Response:
+    """The problem document for an error raised before any byte of a response was written."""
+    if isinstance(exc, Problem):
         response = from_problem(exc)
-        if exc.status == 413:  # the unread body makes the connection useless: close it after the answer
+        # An unread body (408, 413) or an unknown protocol version (505) leaves the connection useless: close it.
+        if exc.status in {408, 413, 505}:
             response.force_close()
         return response
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         if exc.status == 404:
             detail = f"nothing here: {request.path!r} is not a grenier endpoint"
         elif exc.status == 405:
@@ -61,9 +97,6 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
             detail = exc.reason
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
         return problem_response(exc.status, exc.reason, detail, headers=headers or None)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        incident = uuid.uuid4().hex[:12]
-        log.exception("internal error %s on %s %s", incident, request.method, request.path)
-        return problem_response(500, "Internal Server Error", f"an internal error occurred (incident {incident})")
+    incident = uuid.uuid4().hex[:12]
+    log.error("internal error %s on %s %s", incident, request.method, request.path, exc_info=exc)
+    return problem_response(500, "Internal Server Error", f"an internal error occurred (incident {incident})")

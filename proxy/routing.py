@@ -12,7 +12,7 @@ from core.targets import join_origin, normalize
 from . import control, handlers, metrics, ui
 from .refusals import problem_response
 from .services import SERVICES
-from .wire import check_host_field
+from .wire import check_host_field, check_version
 
 CONTROL_PREFIX = "/_grenier"
 
@@ -24,6 +24,7 @@ async def proxy_middleware(request: web.Request, handler: Handler) -> web.Stream
     aiohttp routes on the path alone, so ``GET http://any/fetch`` would otherwise hit ``/fetch``: the raw target
     is checked first. Control endpoints stay under ``/_grenier/`` in every mode.
     """
+    check_version(request)
     check_host_field(request)
     raw = request.raw_path
     svc = request.app[SERVICES]

@@ -3,18 +3,22 @@
 aiohttp's parser (C or pure Python) already rejects ambiguous framing (``Content-Length`` with
 ``Transfer-Encoding``, conflicting lengths, malformed chunks) and closes the connection, but answers in plain text.
 :class:`ProblemRunner` keeps its decisions and only changes the answer to ``application/problem+json``; the Host
-rules it does not enforce are checked by :func:`check_host_field` in the request middleware.
+rules it does not enforce are checked by :func:`check_host_field` in the request middleware, and the version by
+:func:`check_version`. Without the C extension, aiohttp's pure-Python parser is held to what the C parser refuses.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
-from aiohttp.http_parser import RawRequestMessage
+from aiohttp.http import HttpVersion10, HttpVersion11
+from aiohttp.http_exceptions import BadHttpMethod
+from aiohttp.http_parser import HttpRequestParserPy, RawRequestMessage
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler, _RequestFactory
 from aiohttp.web_request import BaseRequest
@@ -25,6 +29,11 @@ from core.problems import Problem, problem_body
 
 
 class _ProblemRequestHandler(RequestHandler):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if type(self._parser) is HttpRequestParserPy:  # no C extension (AIOHTTP_NO_EXTENSIONS=1)
+            self._parser.__class__ = _StrictPyRequestParser
+
     def handle_error(
         self,
         request: BaseRequest,
@@ -32,20 +41,31 @@ class _ProblemRequestHandler(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # a response is under way: nothing more may be written on it
+            raise ConnectionError("response already started; cannot send an error")
         if status >= 500:
             self.log_exception("Error handling request from %s", request.remote, exc_info=exc)
             detail = "an internal error occurred"
         else:
             self.logger.debug("refused malformed request from %s: %s", request.remote, message)
             detail = f"malformed request: {(message or 'bad framing').splitlines()[0][:200]}"
-        if request.writer.output_size > 0:
-            raise ConnectionError("response already started; cannot send an error")
         title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
         resp = web.Response(
             status=status, body=problem_body(status, title, detail), content_type="application/problem+json"
         )
         resp.force_close()
         return resp
+
+
+class _StrictPyRequestParser(HttpRequestParserPy):
+    """aiohttp's pure-Python parser, held to what the C parser accepts: it upper-cases any method token, so
+    ``get`` would be served as ``GET``; the C parser (and the RFC: methods are case-sensitive) refuses it."""
+
+    def parse_message(self, lines: list[bytes]) -> RawRequestMessage:
+        method = lines[0].split(b" ", 1)[0] if lines else b""
+        if method != method.upper():
+            raise BadHttpMethod(method.decode("latin-1"))
+        return super().parse_message(lines)
 
 
 class _ProblemServer(Server):
@@ -90,8 +110,21 @@ class AmbiguousHost(Problem):
     title = "Bad Request"
 
 
+class VersionNotSupported(Problem):
+    status = 505
+    title = "HTTP Version Not Supported"
+
+
+_REG_NAME_CHAR = r"[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2}"
+_IP_LITERAL = r"\[(?:[0-9A-Fa-f:.]+|v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+)\]"
+#: RFC 9110 §7.2: ``Host = uri-host [ ":" port ]``; uri-host is an IP literal or a reg-name (which covers IPv4).
+_HOST_FIELD = re.compile(rf"(?:{_IP_LITERAL}|(?:{_REG_NAME_CHAR})*)(?::[0-9]*)?")
+
+
 def check_host_field(request: web.Request) -> None:
-    """RFC 9112 §3.2: an HTTP/1.1 request carries exactly one Host field."""
+    """RFC 9112 §3.2: an HTTP/1.1 request carries exactly one Host field, and any Host field is ``uri-host[:port]``
+    (400 otherwise). A Host that is no authority (``a b``, ``a@b``) would otherwise reach logs, keys and upstreams
+    spelled in ways no URL parser agrees on."""
     hosts = request.headers.getall("Host", [])
     if request.version >= (1, 1) and len(hosts) != 1:
         raise AmbiguousHost(
@@ -99,6 +132,30 @@ def check_host_field(request: web.Request) -> None:
             if hosts
             else "an HTTP/1.1 request must carry a Host field"
         )
+    for host in hosts:
+        if not _HOST_FIELD.fullmatch(host):
+            raise AmbiguousHost(f"the Host field {host[:100]!r} is not a host with an optional port")
+
+
+def check_version(request: web.Request) -> None:
+    """Only HTTP/1.0 and HTTP/1.1 are spoken here (505 otherwise), whichever parser read the request line: the C
+    parser lets ``HTTP/2.0`` and ``HTTP/0.9`` through, the pure-Python one any ``HTTP/d.d``."""
+    if request.version not in {HttpVersion10, HttpVersion11}:
+        major, minor = request.version
+        # aiohttp answers in the request's version; the refusal must be spoken in one the client can read, and
+        # no later request on this connection is to be trusted.
+        # (aiohttp memoises ``version`` in the request's cache, which is where the response reads it.)
+        request._cache["version"] = HttpVersion11
+        raise VersionNotSupported(f"HTTP/{major}.{minor} is not supported: send HTTP/1.1 or HTTP/1.0")
+
+
+async def close_after_http10_framing(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """RFC 9112 §6.1: a Transfer-Encoding in an HTTP/1.0 request is processed, but the framing is suspect (an
+    HTTP/1.0 hop before us may have read it differently), so the connection is closed after the response.
+
+    An ``on_response_prepare`` signal, so that it holds for responses a handler prepares itself (the relay)."""
+    if request.version < HttpVersion11 and "Transfer-Encoding" in request.headers:
+        response.force_close()
 
 
 def runner_kwargs(max_line: int, max_field: int, keepalive: float) -> dict[str, Any]:
@@ -110,5 +167,8 @@ def runner_kwargs(max_line: int, max_field: int, keepalive: float) -> dict[str, 
         "max_field_size": max_field,
         "keepalive_timeout": keepalive,
         "lingering_time": min(keepalive, 1.0),
+        # Request bodies reach handlers as sent: the relay forwards them with their own Content-Encoding, which a
+        # decoded body would contradict (and decoding a client's body is work nobody asked for).
+        "auto_decompress": False,
         "access_log": None,
     }

@@ -14,6 +14,7 @@ from aiohttp.pytest_plugin import AiohttpServer
 from core.netguard import (
     DENIED_V4,
     DENIED_V6,
+    RESERVED_V6,
     Denied,
     Guard,
     GuardedResolver,
@@ -74,6 +75,19 @@ REFUSED = [
     ("[::8.8.8.8]", "ipv4_compatible"),
     ("[64:ff9b:1::808:808]", "nat64_local"),
     ("[2001:0:4136:e378:8000:63bf:f7f7:f7f7]", "teredo"),  # server 65.54.227.120, client 8.8.8.8
+    # IPv4-translated (RFC 2765, ::ffff:0:0:0/96): judged by the embedded address, refused even when public
+    ("[::ffff:0:7f00:1]", "loopback"),
+    ("[::ffff:0:127.0.0.1]", "loopback"),
+    ("[::ffff:0:a9fe:a9fe]", "metadata"),
+    ("[::ffff:0:808:808]", "ipv4_translated"),
+    # the rest of ::/8 and every other range outside 2000::/3 that no row names: reserved
+    ("[::1:0:0:1]", "reserved"),
+    ("[::fffe:0:0:1]", "reserved"),
+    ("[0:1::1]", "reserved"),
+    ("[ff::1]", "reserved"),
+    ("[101::1]", "reserved"),
+    ("[4000::1]", "reserved"),
+    ("[fe00::1]", "reserved"),
     # IPv4 classes
     ("10.0.0.1", "private"),
     ("172.16.0.1", "private"),
@@ -209,6 +223,16 @@ def test_each_table_row_is_its_own_reason(row: Denied) -> None:
         check_address(addr, DEFAULT)
     assert f"{addr} is {row.what} ({net})" in info.value.detail
     assert info.value.rule == row.rule
+
+
+@pytest.mark.parametrize("row", RESERVED_V6, ids=lambda row: str(row.network))
+def test_each_reserved_ipv6_range_is_refused(row: Denied) -> None:
+    """RFC 4291 §2.4: the middle of each reserved range (clear of the rows and embedding forms carved out of it)."""
+    addr = row.network.network_address + row.network.num_addresses // 2
+    with pytest.raises(TargetRefused) as info:
+        check_address(addr, DEFAULT)
+    assert f"{addr} is {row.what} ({row.network})" in info.value.detail
+    assert info.value.rule == "reserved"
 
 
 def test_detail_names_address_origin_rule_and_remedy() -> None:
