@@ -1,0 +1,174 @@
+"""Hits per second for one URL: ``wrk`` on the load CPUs when it is installed, else an aiohttp client loop.
+
+A cell of the table is the median of several short runs. A run counts as errors what the generator can see: with
+``wrk``, non-2xx/3xx answers, socket errors and, when fewer bytes came back than the bodies alone would fill, every
+request of that run; with the client loop, any answer other than a 200 with the expected body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import aiohttp
+
+from bench.processes import Pinning, busy, cpu_times
+
+
+@dataclass(frozen=True)
+class Run:
+    requests: int
+    errors: int
+    seconds: float
+    #: Fractions of time the server CPUs and the load generator's CPUs were busy, when pinned.
+    server_busy: float | None = None
+    load_busy: float | None = None
+
+    @property
+    def rate(self) -> float:
+        """Answered requests per second (errors excluded)."""
+        return (self.requests - self.errors) / self.seconds if self.seconds else 0.0
+
+
+@dataclass(frozen=True)
+class Cell:
+    runs: Sequence[Run]
+
+    @property
+    def rate(self) -> float:
+        return statistics.median(run.rate for run in self.runs)
+
+    @property
+    def errors(self) -> int:
+        return sum(run.errors for run in self.runs)
+
+    @property
+    def busy(self) -> tuple[float, float] | None:
+        """Median fractions of time the server CPUs and the load CPUs were busy, when they were pinned."""
+        server = [run.server_busy for run in self.runs if run.server_busy is not None]
+        load = [run.load_busy for run in self.runs if run.load_busy is not None]
+        return (statistics.median(server), statistics.median(load)) if server and load else None
+
+
+class LoadGenerator(Protocol):
+    name: str
+
+    async def run(self, url: str, size: int) -> Run: ...
+
+
+_UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
+_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_wrk(output: str, size: int) -> Run:
+    """A run from ``wrk``'s summary, e.g. ``30000 requests in 3.00s, 40.00MB read`` and the error lines."""
+    summary = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m|h), ([\d.]+)(B|KB|MB|GB|TB) read", output)
+    if summary is None:
+        raise RuntimeError(f"unexpected wrk output:\n{output}")
+    requests = int(summary[1])
+    seconds = float(summary[2]) * _SECONDS[summary[3]]
+    read = float(summary[4]) * _UNITS[summary[5]]
+    errors = 0
+    if found := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
+        errors += int(found[1])
+    if found := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output):
+        errors += sum(int(n) for n in found.groups())
+    # wrk prints the bytes read with two decimals: allow for that rounding before calling the bodies short.
+    if read < requests * size * 0.99:
+        errors = requests
+    return Run(requests, min(errors, requests), seconds)
+
+
+class Wrk:
+    name = "wrk"
+
+    def __init__(self, binary: str, pinning: Pinning, connections: int, duration: float) -> None:
+        self.binary = binary
+        self.pinning = pinning
+        self.connections = connections
+        self.duration = duration
+
+    def argv(self, url: str) -> list[str]:
+        threads = min(self.pinning.load_threads, self.connections)
+        wrk = [self.binary, f"-t{threads}", f"-c{self.connections}", f"-d{self.duration:g}s", "--timeout", "10s", url]
+        return self.pinning.on_load(wrk)
+
+    async def run(self, url: str, size: int) -> Run:
+        proc = await asyncio.create_subprocess_exec(
+            *self.argv(url), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), self.duration + 30)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            await proc.wait()
+            raise RuntimeError(f"wrk did not finish within {self.duration + 30:g} s") from None
+        return parse_wrk(out.decode(errors="replace"), size)
+
+
+class ClientLoop:
+    """The fallback: ``connections`` aiohttp clients in this process (which runs on the load CPUs) for ``duration``."""
+
+    name = "aiohttp client loop"
+
+    def __init__(self, connections: int, duration: float) -> None:
+        self.connections = connections
+        self.duration = duration
+
+    async def run(self, url: str, size: int) -> Run:
+        requests = errors = 0
+        connector = aiohttp.TCPConnector(limit=self.connections)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            start = time.perf_counter()
+            end = start + self.duration
+
+            async def client() -> None:
+                nonlocal requests, errors
+                while time.perf_counter() < end:
+                    requests += 1
+                    try:
+                        async with session.get(url) as resp:
+                            got = await resp.read()
+                            ok = resp.status == 200 and len(got) == size
+                    except aiohttp.ClientError:
+                        ok = False
+                    errors += not ok
+
+            async with asyncio.timeout(self.duration + 30):
+                await asyncio.gather(*(client() for _ in range(self.connections)))
+            return Run(requests, errors, time.perf_counter() - start)
+
+
+def choose(wanted: str, pinning: Pinning, connections: int, duration: float) -> LoadGenerator:
+    """``wrk`` when ``wanted`` is ``auto`` or ``wrk`` and it is installed; else the client loop."""
+    binary = shutil.which("wrk")
+    if wanted == "wrk" and binary is None:
+        raise SystemExit("--load wrk: wrk is not on PATH (e.g. apt-get install wrk)")
+    if wanted != "aiohttp" and binary is not None:
+        return Wrk(binary, pinning, connections, duration)
+    return ClientLoop(connections, duration)
+
+
+async def measure(generator: LoadGenerator, url: str, size: int, runs: int, pinning: Pinning) -> Cell:
+    """``runs`` runs against ``url``, each with how busy the server and load CPUs were meanwhile."""
+    done: list[Run] = []
+    for _ in range(runs):
+        before = cpu_times()
+        run = await generator.run(url, size)
+        after = cpu_times()
+        if pinning.server and pinning.load:
+            run = replace(
+                run, server_busy=busy(before, after, pinning.server), load_busy=busy(before, after, pinning.load)
+            )
+        done.append(run)
+    return Cell(done)
