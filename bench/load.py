@@ -15,6 +15,7 @@ import shutil
 import signal
 import statistics
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -32,6 +33,8 @@ class Run:
     #: Fractions of time the server CPUs and the load generator's CPUs were busy, when pinned.
     server_busy: float | None = None
     load_busy: float | None = None
+    #: What the errors were, as the generator reported them.
+    detail: str = ""
 
     @property
     def rate(self) -> float:
@@ -78,14 +81,18 @@ def parse_wrk(output: str, size: int) -> Run:
     seconds = float(summary[2]) * _SECONDS[summary[3]]
     read = float(summary[4]) * _UNITS[summary[5]]
     errors = 0
+    details: list[str] = []
     if found := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
         errors += int(found[1])
+        details.append(found[0])
     if found := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output):
         errors += sum(int(n) for n in found.groups())
+        details.append(found[0])
     # wrk prints the bytes read with two decimals: allow for that rounding before calling the bodies short.
     if read < requests * size * 0.99:
         errors = requests
-    return Run(requests, min(errors, requests), seconds)
+        details.append(f"{summary[0]}: short of {requests} bodies of {size} bytes")
+    return Run(requests, min(errors, requests), seconds, detail="; ".join(details))
 
 
 class Wrk:
@@ -127,6 +134,7 @@ class ClientLoop:
 
     async def run(self, url: str, size: int) -> Run:
         requests = errors = 0
+        seen: Counter[str] = Counter()
         connector = aiohttp.TCPConnector(limit=self.connections)
         async with aiohttp.ClientSession(connector=connector) as session:
             start = time.perf_counter()
@@ -140,13 +148,17 @@ class ClientLoop:
                         async with session.get(url) as resp:
                             got = await resp.read()
                             ok = resp.status == 200 and len(got) == size
-                    except aiohttp.ClientError:
+                            if not ok:
+                                seen[f"status {resp.status}, {len(got)} bytes"] += 1
+                    except aiohttp.ClientError as exc:
                         ok = False
+                        seen[type(exc).__name__] += 1
                     errors += not ok
 
             async with asyncio.timeout(self.duration + 30):
                 await asyncio.gather(*(client() for _ in range(self.connections)))
-            return Run(requests, errors, time.perf_counter() - start)
+            detail = "; ".join(f"{what}: {n}" for what, n in seen.most_common())
+            return Run(requests, errors, time.perf_counter() - start, detail=detail)
 
 
 def choose(wanted: str, pinning: Pinning, connections: int, duration: float) -> LoadGenerator:

@@ -166,6 +166,8 @@ async def measure_contender(
             cell = await load.measure(generator, url, size, args.runs, lab.pinning)
             by_size[size] = cell
             progress(f"  {contender.label}, {size_name(size)}: {cell.rate:,.0f} hits/s ({cell.errors} errors)")
+            for failed in (r for r in cell.runs if r.errors):
+                progress(f"    a run with {failed.errors} errors: {failed.detail}")
             if not await contender.answers_hit(session, size):
                 notes.append(f"{contender.label}, {size_name(size)}: the hot URL was no longer a hit after its runs")
             if timed_misses:
@@ -227,7 +229,8 @@ def _cpu_model() -> str:
 def header(args: argparse.Namespace, pinning: Pinning, generator: load.LoadGenerator) -> list[str]:
     root = servers.ROOT
     commit = _first_line(["git", "-C", str(root), "log", "-1", "--format=%h"])
-    dirty = _first_line(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"])
+    status = ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"]
+    dirty = subprocess.run(status, capture_output=True, text=True, timeout=30, check=False).stdout.strip()
     nginx = servers.nginx_bin()
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     versions = [
