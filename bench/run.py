@@ -19,6 +19,7 @@ import asyncio
 import datetime
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -88,6 +89,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--load-cpus", help="CPUs for the load generator (default: the second)")
     p.add_argument("--quick", action="store_true", help="a smoke run: --runs 1 --duration 1 --misses 10")
     p.add_argument("--output", type=Path, help="also write the report (markdown) to this file")
+    p.add_argument("--logs", type=Path, metavar="DIR", help="copy every started process's log here at the end")
     args = p.parse_args(argv)
     if args.quick:
         args.runs, args.duration, args.misses = 1, 1.0, 10
@@ -180,27 +182,28 @@ async def measure_contender(
                 results.rss.setdefault(f"{name} ({mode})", {})[size] = tree_peak_rss(proc.pid)
 
 
-async def run(args: argparse.Namespace, pinning: Pinning, generator: load.LoadGenerator) -> tuple[Results, list[str]]:
+async def run(
+    args: argparse.Namespace, pinning: Pinning, generator: load.LoadGenerator, workdir: Path
+) -> tuple[Results, list[str]]:
     results = Results(args.sizes)
     notes: list[str] = []
     run_id = uuid.uuid4().hex[:8]
-    with tempfile.TemporaryDirectory(prefix="grenier-bench-") as tmp:
-        procs = Processes(Path(tmp))
-        lab = Lab(procs, pinning, Path(tmp), args.sizes, grenier_env=dict(args.grenier_env))
-        try:
-            await servers.start_origin(lab)
-            await servers.start_redis(lab)
-            if args.misses > 0 and {"embedded", "redis"} & set(args.only):
-                progress("origin: direct fetches of the miss URLs")
-                for size in lab.sizes:
-                    urls = [f"{lab.origin}{p}" for p in miss_paths(size, args.misses, run_id)]
-                    results.direct[size] = await probes.latency(urls, size)
-            for start in plan(lab, args, notes):
-                async with start() as contender:
-                    progress(f"{contender.label}: up")
-                    await measure_contender(contender, lab, args, generator, results, notes, run_id)
-        finally:
-            procs.stop_all()
+    procs = Processes(workdir)
+    lab = Lab(procs, pinning, workdir, args.sizes, grenier_env=dict(args.grenier_env))
+    try:
+        await servers.start_origin(lab)
+        await servers.start_redis(lab)
+        if args.misses > 0 and {"embedded", "redis"} & set(args.only):
+            progress("origin: direct fetches of the miss URLs")
+            for size in lab.sizes:
+                urls = [f"{lab.origin}{p}" for p in miss_paths(size, args.misses, run_id)]
+                results.direct[size] = await probes.latency(urls, size)
+        for start in plan(lab, args, notes):
+            async with start() as contender:
+                progress(f"{contender.label}: up")
+                await measure_contender(contender, lab, args, generator, results, notes, run_id)
+    finally:
+        procs.stop_all()
     return results, notes
 
 
@@ -261,7 +264,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = header(args, pinning, generator)
     cells = len(args.sizes) * (len(args.only) + (2 if args.processes > 1 else 0))
     progress(f"{lines[0]}: {cells} cells of {args.runs} x {args.duration:g} s, {generator.name}")
-    results, notes = asyncio.run(run(args, pinning, generator))
+    with tempfile.TemporaryDirectory(prefix="grenier-bench-") as tmp:
+        results, notes = asyncio.run(run(args, pinning, generator, Path(tmp)))
+        if args.logs:
+            args.logs.mkdir(parents=True, exist_ok=True)
+            for log in Path(tmp).glob("**/*.log"):
+                shutil.copy(log, args.logs / log.name)
     lines.append(f"load average (1 min) at the start and at the end: {start_load:.2f}, {os.getloadavg()[0]:.2f}")
     setup = Setup(args.runs, args.duration, args.connections, generator.name, args.misses, args.processes)
     report = "\n".join([*lines, *(f"note: {n}" for n in notes), "", table(results, setup), ""])
