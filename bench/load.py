@@ -1,8 +1,10 @@
 """Hits per second for one URL: ``wrk`` on the load CPUs when it is installed, else an aiohttp client loop.
 
 A cell of the table is the median of several short runs. A run counts as errors what the generator can see: with
-``wrk``, non-2xx/3xx answers, socket errors and, when fewer bytes came back than the bodies alone would fill, every
-request of that run; with the client loop, any answer other than a 200 with the expected body.
+``wrk``, non-2xx/3xx answers, socket errors and, when fewer bytes came back than the 2xx/3xx bodies alone would fill,
+every request of that run; with the client loop, any answer other than a 200 with the expected body. Each run also
+records the CPU time the server-side processes spent, so a cell can say how many hits one CPU-second buys: a figure
+that other tenants of the machine, which slow the hits/s, leave alone.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Protocol
 
 import aiohttp
 
-from bench.processes import Pinning, busy, cpu_times
+from bench.processes import Pinning, busy, cpu_seconds, cpu_times
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,15 @@ class Run:
     #: Fractions of time the server CPUs and the load generator's CPUs were busy, when pinned.
     server_busy: float | None = None
     load_busy: float | None = None
+    #: CPU time (s) the server-side processes spent during the run, when known.
+    server_cpu: float | None = None
     #: What the errors were, as the generator reported them.
     detail: str = ""
+
+    @property
+    def per_cpu_second(self) -> float | None:
+        """Answered requests per CPU-second of the server-side processes: what other tenants of the CPU leave alone."""
+        return (self.requests - self.errors) / self.server_cpu if self.server_cpu else None
 
     @property
     def rate(self) -> float:
@@ -53,6 +62,11 @@ class Cell:
     @property
     def errors(self) -> int:
         return sum(run.errors for run in self.runs)
+
+    @property
+    def per_cpu_second(self) -> float | None:
+        rates = [r for run in self.runs if (r := run.per_cpu_second) is not None]
+        return statistics.median(rates) if rates else None
 
     @property
     def busy(self) -> tuple[float, float] | None:
@@ -80,18 +94,18 @@ def parse_wrk(output: str, size: int) -> Run:
     requests = int(summary[1])
     seconds = float(summary[2]) * _SECONDS[summary[3]]
     read = float(summary[4]) * _UNITS[summary[5]]
-    errors = 0
+    errors = not_ok = 0
     details: list[str] = []
     if found := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
-        errors += int(found[1])
+        errors = not_ok = int(found[1])
         details.append(found[0])
     if found := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output):
         errors += sum(int(n) for n in found.groups())
         details.append(found[0])
     # wrk prints the bytes read with two decimals: allow for that rounding before calling the bodies short.
-    if read < requests * size * 0.99:
+    if read < (requests - not_ok) * size * 0.99:
         errors = requests
-        details.append(f"{summary[0]}: short of {requests} bodies of {size} bytes")
+        details.append(f"{summary[0]}: short of {requests - not_ok} bodies of {size} bytes")
     return Run(requests, min(errors, requests), seconds, detail="; ".join(details))
 
 
@@ -171,13 +185,16 @@ def choose(wanted: str, pinning: Pinning, connections: int, duration: float) -> 
     return ClientLoop(connections, duration)
 
 
-async def measure(generator: LoadGenerator, url: str, size: int, runs: int, pinning: Pinning) -> Cell:
-    """``runs`` runs against ``url``, each with how busy the server and load CPUs were meanwhile."""
+async def measure(
+    generator: LoadGenerator, url: str, size: int, runs: int, pinning: Pinning, server_pids: Sequence[int]
+) -> Cell:
+    """``runs`` runs against ``url``, each with the CPU time ``server_pids`` spent and how busy the CPUs were."""
     done: list[Run] = []
     for _ in range(runs):
-        before = cpu_times()
+        before, spent = cpu_times(), cpu_seconds(server_pids)
         run = await generator.run(url, size)
-        after = cpu_times()
+        after, spent = cpu_times(), cpu_seconds(server_pids) - spent
+        run = replace(run, server_cpu=spent)
         if pinning.server and pinning.load:
             run = replace(
                 run, server_busy=busy(before, after, pinning.server), load_busy=busy(before, after, pinning.load)

@@ -8,7 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,8 +157,8 @@ def _children() -> dict[int, list[int]]:
     return tree
 
 
-def _tree(pid: int) -> Iterator[int]:
-    children = _children()
+def _tree(pid: int, children: dict[int, list[int]] | None = None) -> Iterator[int]:
+    children = _children() if children is None else children
     todo = [pid]
     while todo:
         current = todo.pop()
@@ -212,3 +212,18 @@ def busy(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]], 
     total = sum(after[c][0] - before[c][0] for c in cpus)
     idle = sum(after[c][1] - before[c][1] for c in cpus)
     return (total - idle) / total if total else 0.0
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU time (s) spent so far by these processes and their living descendants."""
+    children = _children()
+    ticks = 0
+    for pid in pids:
+        for p in _tree(pid, children):
+            try:
+                text = Path(f"/proc/{p}/stat").read_text()
+            except OSError:
+                continue
+            fields = text[text.rindex(")") + 2 :].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")

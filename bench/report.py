@@ -53,6 +53,11 @@ def _rate(cell: Cell | None) -> str:
     return f"{cell.rate:,.0f}{errors}"
 
 
+def _per_cpu(cell: Cell | None) -> str:
+    got = cell.per_cpu_second if cell else None
+    return NA if got is None else f"{got:,.0f}"
+
+
 def _busy(cell: Cell | None) -> str:
     shares = cell.busy if cell else None
     return NA if shares is None else f"{shares[0] * 100:.0f} / {shares[1] * 100:.0f}"
@@ -121,6 +126,11 @@ def table(results: Results, setup: Setup) -> str:
         cell = results.hits.get(key, {}).get(size)
         return cell.rate if cell else math.nan
 
+    def per_cpu(key: str, size: int) -> float:
+        cell = results.hits.get(key, {}).get(size)
+        got = cell.per_cpu_second if cell else None
+        return math.nan if got is None else got
+
     generator = f"{setup.connections} connections, {setup.generator}"
     section(f"hits/s: median of {setup.runs} x {setup.duration:g} s, {generator}")
     for key, by_size in results.hits.items():
@@ -130,6 +140,15 @@ def table(results: Results, setup: Setup) -> str:
         section("ratios of hits/s")
         for a, b in ratios:
             row(f"{results.labels[a]} / {results.labels[b]}", (_ratio(rate(a, s), rate(b, s)) for s in sizes))
+
+    if any(cell.per_cpu_second for by_size in results.hits.values() for cell in by_size.values()):
+        section("hits per CPU-second of the server-side processes (the contender and the Redis it reads)")
+        for key, by_size in results.hits.items():
+            row(results.labels[key], (_per_cpu(by_size.get(s)) for s in sizes))
+        if ratios:
+            section("ratios of hits per CPU-second")
+            for a, b in ratios:
+                row(f"{results.labels[a]} / {results.labels[b]}", (_ratio(per_cpu(a, s), per_cpu(b, s)) for s in sizes))
 
     if any(cell.busy for by_size in results.hits.values() for cell in by_size.values()):
         section("CPU busy during the hit runs, %: server CPUs / load generator CPUs")

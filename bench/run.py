@@ -165,7 +165,7 @@ async def measure_contender(
                 results.entry_bytes[size] = await probes.entry_memory(lab.redis_url, f"{lab.origin}{path(size, 'hot')}")
             if contender.key == "naive":
                 results.raw_bytes[size] = await probes.key_memory(lab.redis_url, naive_key(size))
-            cell = await load.measure(generator, url, size, args.runs, lab.pinning)
+            cell = await load.measure(generator, url, size, args.runs, lab.pinning, contender.server_pids)
             by_size[size] = cell
             progress(f"  {contender.label}, {size_name(size)}: {cell.rate:,.0f} hits/s ({cell.errors} errors)")
             for failed in (r for r in cell.runs if r.errors):

@@ -47,6 +47,9 @@ class Contender:
     kind: Kind
     base: str
     origin: str
+    #: Every server-side process that works for this contender's hits (its own, and the Redis it reads): their CPU
+    #: time is what a hit costs.
+    server_pids: list[int] = field(default_factory=list)
     #: The processes whose peak RSS the run reports, by the name the table gives them.
     watched: dict[str, Proc] = field(default_factory=dict)
 
@@ -92,8 +95,13 @@ class Lab:
     sizes: Sequence[int]
     origin: str = ""
     redis_url: str = ""
+    redis: Proc | None = None
     #: Extra GRENIER_* settings for the grenier processes (``--grenier-env``).
     grenier_env: Mapping[str, str] = field(default_factory=dict)
+
+    def pids(self, procs: Sequence[Proc], *, with_redis: bool = False) -> list[int]:
+        """The ids of ``procs``, and of the Redis when they read it."""
+        return [p.pid for p in procs] + ([self.redis.pid] if with_redis and self.redis else [])
 
     def python(self, name: str, *args: str) -> Proc:
         """Start one of :mod:`bench.apps`'s servers on the server CPUs."""
@@ -137,6 +145,7 @@ async def start_redis(lab: Lab) -> None:
     argv = [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no", "--dir", str(lab.workdir)]
     proc = lab.procs.start("redis", lab.pinning.on_server(argv))
     lab.redis_url = f"redis://{HOST}:{port}/0"
+    lab.redis = proc
     client = aioredis.Redis.from_url(lab.redis_url)
     try:
         deadline = time.monotonic() + PHASE_LIMIT
@@ -207,7 +216,8 @@ async def grenier(lab: Lab, *, on_redis: bool, processes: int = 1) -> AsyncItera
     try:
         base = f"http://{HOST}:{port}"
         await wait_until_up(f"{base}/_grenier/ready", started)
-        yield Contender(key, label, Kind.GRENIER, base, lab.origin, watched)
+        pids = lab.pids(started, with_redis=on_redis)
+        yield Contender(key, label, Kind.GRENIER, base, lab.origin, pids, watched)
     finally:
         for proc in reversed(started):
             lab.procs.stop(proc)
@@ -233,7 +243,7 @@ async def bare(lab: Lab, processes: int = 1) -> AsyncIterator[Contender]:
     try:
         base = f"http://{HOST}:{port}"
         await wait_until_up(f"{base}{path(lab.sizes[0])}", started)
-        yield Contender(key, bare_label(processes), Kind.PLAIN, base, lab.origin)
+        yield Contender(key, bare_label(processes), Kind.PLAIN, base, lab.origin, lab.pids(started))
     finally:
         for proc in reversed(started):
             lab.procs.stop(proc)
@@ -252,7 +262,8 @@ async def naive(lab: Lab) -> AsyncIterator[Contender]:
     try:
         base = f"http://{HOST}:{port}"
         await wait_until_up(f"{base}{path(lab.sizes[0])}", [proc])
-        yield Contender("naive", "naive: aiohttp + one Redis GET", Kind.PLAIN, base, lab.origin)
+        pids = lab.pids([proc], with_redis=True)
+        yield Contender("naive", "naive: aiohttp + one Redis GET", Kind.PLAIN, base, lab.origin, pids)
     finally:
         lab.procs.stop(proc)
 
@@ -315,6 +326,6 @@ async def nginx(lab: Lab, binary: str) -> AsyncIterator[Contender]:
     try:
         base = f"http://{HOST}:{port}"
         await wait_until_up(f"{base}{path(lab.sizes[0], 'up')}", [proc])
-        yield Contender("nginx", "nginx proxy_cache", Kind.NGINX, base, lab.origin)
+        yield Contender("nginx", "nginx proxy_cache", Kind.NGINX, base, lab.origin, lab.pids([proc]))
     finally:
         lab.procs.stop(proc)
