@@ -3,7 +3,7 @@
 #   make run    start grenier on its embedded default (http://127.0.0.1:8080); ARGS="--port 9000" passes options
 #   make test   lint, type-check and run the whole test suite (needs redis-server; installed here when root)
 #   make lint   ruff check, ruff format --check and mypy only
-#   make bench  hit throughput and miss-to-ready latency against a local origin; BENCH_ARGS=--embedded adds that mode
+#   make bench  hits/s, miss latency and memory beside baselines (docs/performance.md); BENCH_ARGS passes flags
 #   make clean  remove the virtual environment and caches
 
 PYTHON ?= python3.11
@@ -51,7 +51,7 @@ test: $(STAMP) ensure-redis lint
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP) ensure-redis
-	$(BIN)/python bench/hit_throughput.py $(BENCH_ARGS)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
