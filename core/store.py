@@ -168,6 +168,11 @@ return 0
 """
 
 
+#: Connections one process keeps to Redis at most, and how long a request waits for one when all are busy.
+POOL_SIZE = 256
+POOL_WAIT = 5.0
+
+
 class RedisStore:
     """The store on a Redis server (any number of proxies and workers share it)."""
 
@@ -186,7 +191,12 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, hot: HotTier[Any] | None = None) -> RedisStore:
-        return cls(aioredis.Redis.from_url(url, health_check_interval=30), hot)
+        """A client whose pool makes a request wait for a free connection (up to ``POOL_WAIT`` seconds) instead of
+        failing at once when ``POOL_SIZE`` are busy, as redis-py's default pool does past 100."""
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_SIZE, timeout=POOL_WAIT, health_check_interval=30
+        )
+        return cls(aioredis.Redis.from_pool(pool), hot)  # closing the client closes its pool
 
     async def get_entry(self, key: str) -> Cached | None:
         full = entry_key(key)
