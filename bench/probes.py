@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -50,14 +51,20 @@ async def latency(urls: Sequence[str], size: int, headers: Mapping[str, str] | N
 
 
 async def entry_memory(redis_url: str, target: str) -> int | None:
-    """``MEMORY USAGE`` (bytes) of the grenier entry that stores ``target``, found by SCAN; ``None`` if none does."""
+    """``MEMORY USAGE`` (bytes) of the grenier entry that stores ``target``, found by SCAN, plus that of the chunks
+    its body is stored in when it is too large to be inline (the entry names them: ``"body_ref": [name, ...]``);
+    ``None`` if no entry stores ``target``."""
     client = aioredis.Redis.from_url(redis_url)
     try:
         wanted = f'"{target}"'.encode()  # the URL as a JSON string in the entry's metadata
         async for key in client.scan_iter(match=ENTRY_PATTERN, count=1000):
             head = await client.getrange(key, 0, ENTRY_HEAD_BYTES - 1)
             if isinstance(head, bytes) and wanted in head:
-                usage: int | None = await client.memory_usage(key, samples=0)
+                usage = int(await client.memory_usage(key, samples=0) or 0)
+                ref = re.search(rb'"body_ref":\["([^"]+)"', head)
+                if ref is not None:
+                    async for chunk in client.scan_iter(match=f"grenier:chunk:{ref[1].decode()}:*", count=1000):
+                        usage += int(await client.memory_usage(chunk, samples=0) or 0)
                 return usage
         return None
     finally:

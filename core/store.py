@@ -171,6 +171,9 @@ return 0
 #: Connections one process keeps to Redis at most, and how long a request waits for one when all are busy.
 POOL_SIZE = 256
 POOL_WAIT = 5.0
+#: How long one Redis command may take before it fails (a paused or wedged server must not hold requests forever;
+#: every command here is a key or a few, answered in well under a millisecond when Redis is well).
+COMMAND_TIMEOUT = 2.0
 
 
 class RedisStore:
@@ -194,7 +197,12 @@ class RedisStore:
         """A client whose pool makes a request wait for a free connection (up to ``POOL_WAIT`` seconds) instead of
         failing at once when ``POOL_SIZE`` are busy, as redis-py's default pool does past 100."""
         pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=POOL_SIZE, timeout=POOL_WAIT, health_check_interval=30
+            url,
+            max_connections=POOL_SIZE,
+            timeout=POOL_WAIT,
+            health_check_interval=30,
+            socket_timeout=COMMAND_TIMEOUT,
+            socket_connect_timeout=COMMAND_TIMEOUT,
         )
         return cls(aioredis.Redis.from_pool(pool), hot)  # closing the client closes its pool
 

@@ -61,6 +61,20 @@ def _address(raw: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return addr
 
 
+def loopback_name(host: str) -> bool:
+    """Does a ``Host`` value (name or literal, with or without a port) name this machine's loopback?"""
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else name
+    elif name.count(":") == 1:
+        name = name.rsplit(":", 1)[0]
+    name = name.rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    addr = _address(name)
+    return addr is not None and addr.is_loopback
+
+
 def in_networks(addr: ipaddress.IPv4Address | ipaddress.IPv6Address | None, nets: Iterable[IPNetwork]) -> bool:
     return addr is not None and _in_networks(addr, tuple(nets))
 
@@ -104,10 +118,26 @@ class AccessRules:
             raise ProxyAuthRequired("unknown proxy user or wrong password")
 
     def check_admin(self, request: web.Request) -> None:
-        """Admin operations: the bearer token when one is configured, else only loopback peers."""
+        """Admin operations: the bearer token when one is configured, else only loopback peers that name grenier
+        by a loopback name and are not a web page acting cross-site.
+
+        Without a token the peer address alone would trust any page in a browser on grenier's host: a page from
+        ``evil.example`` whose name is rebound to 127.0.0.1 reaches grenier from a loopback peer, as the same origin
+        for the browser. Its requests name ``evil.example`` in ``Host``, and browsers mark cross-site requests with
+        ``Sec-Fetch-Site``; either refuses it.
+        """
         if not self.admin_token:
             if not in_networks(peer_address(request), LOOPBACK):
                 raise Forbidden("admin operations answer only loopback peers while admin.token is unset")
+            if not loopback_name(request.host):
+                raise Forbidden(
+                    f"admin operations without admin.token answer only requests that name grenier by a loopback"
+                    f" name (Host {request.host!r} is not one); set admin.token to administer it by another name"
+                )
+            if request.headers.get("Sec-Fetch-Site", "none") not in {"none", "same-origin"}:
+                raise Forbidden(
+                    "admin operations refuse cross-site requests from a web page while admin.token is unset"
+                )
             return
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:

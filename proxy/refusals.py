@@ -11,8 +11,9 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from redis.exceptions import RedisError
 
-from core.problems import PROBLEM_TYPE, Problem, problem_body
+from core.problems import PROBLEM_TYPE, Problem, Unavailable, problem_body
 
 log = logging.getLogger("grenier")
 
@@ -97,6 +98,10 @@ def _refusal(request: web.Request, exc: Exception) -> web.Response:
             detail = exc.reason
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
         return problem_response(exc.status, exc.reason, detail, headers=headers or None)
+    if isinstance(exc, RedisError):
+        # A dependency that is down is not a bug: say so, briefly, and tell the client when to come back.
+        log.warning("store unavailable on %s %s: %s", request.method, request.path, exc)
+        return from_problem(Unavailable(f"the cache store is unreachable ({type(exc).__name__}); retry shortly"))
     incident = uuid.uuid4().hex[:12]
     log.error("internal error %s on %s %s", incident, request.method, request.path, exc_info=exc)
     return problem_response(500, "Internal Server Error", f"an internal error occurred (incident {incident})")
