@@ -114,6 +114,13 @@ def _relay_reason(
 
 async def _hit(svc: Services, req_headers: Headers, entry: StoredResponse, hit: policy.Hit, now: float) -> web.Response:
     field = cache_status(svc.pseudonym, hit=True, ttl=hit.ttl, detail="stale (max-stale)" if hit.ttl < 0 else None)
+    return await _serve_stored(svc, req_headers, entry, field, now)
+
+
+async def _serve_stored(
+    svc: Services, req_headers: Headers, entry: StoredResponse, field: str, now: float
+) -> web.Response:
+    """A stored response answers the request (counted as a hit once it is built)."""
     response = await responses.from_entry(req_headers, entry, field, pseudonym=svc.pseudonym, now=now, store=svc.store)
     svc.counters.add(Count.HITS)
     return response
@@ -136,11 +143,7 @@ async def _serve_stale(
     except Problem as exc:  # the stale answer stands; the refresh waits for the next request
         log.info("background refresh of %s not started: %s", url, exc.detail)
     field = cache_status(svc.pseudonym, hit=True, ttl=stale.ttl, detail="stale-while-revalidate")
-    response = await responses.from_entry(
-        tuple(request.headers.items()), found.entry, field, pseudonym=svc.pseudonym, now=now, store=svc.store
-    )
-    svc.counters.add(Count.HITS)
-    return response
+    return await _serve_stored(svc, tuple(request.headers.items()), found.entry, field, now)
 
 
 async def _miss(

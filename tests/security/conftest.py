@@ -69,3 +69,22 @@ def guarded_grenier(origin: Origin, tmp_path_factory: pytest.TempPathFactory) ->
     }
     with Launcher(tmp_path_factory.mktemp("guarded")) as launcher:
         yield launcher.serve(env)
+
+
+@pytest.fixture(scope="module", params=["c-parser", "python-parser"])
+def parser_grenier(
+    request: pytest.FixtureRequest, origin: Origin, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GrenierProcess]:
+    """Embedded, in wait mode, fetching from the origin on loopback, once with aiohttp's C parser and once with its
+    pure-Python one (``AIOHTTP_NO_EXTENSIONS``): the wire tests must hold whichever parser a deployment runs. A body
+    that never arrives is cut off after 2 s."""
+    env = {
+        "GRENIER_CACHE_MISS": "wait",
+        "GRENIER_UPSTREAM_RETRIES": "0",
+        "GRENIER_SERVER_BODY_TIMEOUT": "2",
+        **allow_loopback(origin.port),
+    }
+    if request.param == "python-parser":
+        env["AIOHTTP_NO_EXTENSIONS"] = "1"
+    with Launcher(tmp_path_factory.mktemp(request.param)) as launcher:
+        yield launcher.serve(env)

@@ -5,30 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 
 import pytest
 
 from tests.support.http import assert_no_traceback, parse_raw, raw_roundtrip, request
 from tests.support.origins import Answer, Origin, Seen, unique
-from tests.support.processes import GrenierProcess, Launcher
-
-
-@pytest.fixture(scope="module", params=["c-parser", "python-parser"])
-def wire_grenier(
-    request: pytest.FixtureRequest, origin: Origin, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GrenierProcess]:
-    env = {
-        "GRENIER_CACHE_MISS": "wait",
-        "GRENIER_UPSTREAM_RETRIES": "0",
-        "GRENIER_SECURITY_ALLOW_NETWORKS": "127.0.0.0/8",
-        "GRENIER_SECURITY_ALLOW_PORTS": str(origin.port),
-        "GRENIER_SERVER_BODY_TIMEOUT": "2",
-    }
-    if request.param == "python-parser":
-        env["AIOHTTP_NO_EXTENSIONS"] = "1"
-    with Launcher(tmp_path_factory.mktemp(request.param)) as launcher:
-        yield launcher.serve(env)
+from tests.support.processes import GrenierProcess
 
 
 def smuggling_corpus(origin_port: int, path: str) -> dict[str, bytes]:
@@ -59,11 +41,11 @@ CASES = list(smuggling_corpus(1, "/").keys())
 
 @pytest.mark.parametrize("case", CASES)
 def test_ambiguous_framing_is_refused_and_the_connection_closed(
-    wire_grenier: GrenierProcess, origin: Origin, case: str
+    parser_grenier: GrenierProcess, origin: Origin, case: str
 ) -> None:
     path = unique("wire")
     data = smuggling_corpus(origin.port, path)[case]
-    received, closed = raw_roundtrip(wire_grenier.port, data, wait=5)
+    received, closed = raw_roundtrip(parser_grenier.port, data, wait=5)
     reply = parse_raw(received)
     # The pure-Python parser reads a huge chunk size as a number and waits for that chunk: the body that never
     # comes is refused when server.body_timeout runs out (408).
@@ -77,7 +59,7 @@ def test_ambiguous_framing_is_refused_and_the_connection_closed(
     )
     assert closed, f"{case}: the connection was left open after a framing error"
     assert origin.hits(path) == 0
-    assert wire_grenier.alive()
+    assert parser_grenier.alive()
 
 
 def cut_short_after_good(n: int, seen: Seen) -> Answer:
@@ -86,26 +68,26 @@ def cut_short_after_good(n: int, seen: Seen) -> Answer:
     return Answer(raw=b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nCache-Control: max-age=300\r\n\r\n0123456789")
 
 
-def test_upstream_cut_short_is_a_502_and_the_entry_is_kept(wire_grenier: GrenierProcess, origin: Origin) -> None:
+def test_upstream_cut_short_is_a_502_and_the_entry_is_kept(parser_grenier: GrenierProcess, origin: Origin) -> None:
     path = unique("prog")
     url = origin.url(path)
     origin.program(path, cut_short_after_good)
-    assert request(wire_grenier.port, "GET", url).text == "the good body"
-    broken = request(wire_grenier.port, "GET", url)
+    assert request(parser_grenier.port, "GET", url).text == "the good body"
+    broken = request(parser_grenier.port, "GET", url)
     assert broken.status == 502, broken
     assert broken.header("Content-Type").startswith("application/problem+json")
     assert "cut short" in json.loads(broken.body)["detail"]
     assert b"0123456789" not in broken.body
-    kept = request(wire_grenier.port, "GET", url, [("Cache-Control", "max-stale")])
+    kept = request(parser_grenier.port, "GET", url, [("Cache-Control", "max-stale")])
     assert kept.status == 200, kept
     assert kept.text == "the good body"
     assert origin.hits(path) == 2
 
 
-def test_upstream_cut_short_first_time_stores_nothing(wire_grenier: GrenierProcess, origin: Origin) -> None:
+def test_upstream_cut_short_first_time_stores_nothing(parser_grenier: GrenierProcess, origin: Origin) -> None:
     path = unique("prog")
     url = origin.url(path)
     origin.program(path, lambda n, seen: cut_short_after_good(2, seen))
-    assert request(wire_grenier.port, "GET", url).status == 502
-    only = request(wire_grenier.port, "GET", url, [("Cache-Control", "max-stale, only-if-cached")])
+    assert request(parser_grenier.port, "GET", url).status == 502
+    only = request(parser_grenier.port, "GET", url, [("Cache-Control", "max-stale, only-if-cached")])
     assert only.status == 504, only

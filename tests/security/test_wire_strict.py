@@ -6,29 +6,12 @@ refused; and reserved IPv6 addresses, IPv4-translated ones included, never pass 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 
 from tests.support.http import assert_no_traceback, fetch_target, parse_raw, raw_roundtrip, request
 from tests.support.origins import Origin, unique
-from tests.support.processes import GrenierProcess, Launcher
-
-
-@pytest.fixture(scope="module", params=["c-parser", "python-parser"])
-def strict_grenier(
-    request: pytest.FixtureRequest, origin: Origin, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GrenierProcess]:
-    env = {
-        "GRENIER_CACHE_MISS": "wait",
-        "GRENIER_UPSTREAM_RETRIES": "0",
-        "GRENIER_SECURITY_ALLOW_NETWORKS": "127.0.0.0/8",
-        "GRENIER_SECURITY_ALLOW_PORTS": str(origin.port),
-    }
-    if request.param == "python-parser":
-        env["AIOHTTP_NO_EXTENSIONS"] = "1"
-    with Launcher(tmp_path_factory.mktemp(request.param)) as launcher:
-        yield launcher.serve(env)
+from tests.support.processes import GrenierProcess
 
 
 def _one_refusal(received: bytes, statuses: set[int]) -> None:
@@ -43,29 +26,29 @@ def _one_refusal(received: bytes, statuses: set[int]) -> None:
     ["a b", "a@b", "user@127.0.0.1", "a/b", "a?b", "a#b", "a:b:c", "[::1", "a:8x", "a\\b", '"a"'],
 )
 def test_a_host_field_that_is_not_a_uri_host_is_a_400(
-    strict_grenier: GrenierProcess, origin: Origin, host: str
+    parser_grenier: GrenierProcess, origin: Origin, host: str
 ) -> None:
     path = unique("host")
     data = b"GET " + path.encode() + b" HTTP/1.1\r\nHost: " + host.encode() + b"\r\nConnection: close\r\n\r\n"
-    received, _ = raw_roundtrip(strict_grenier.port, data, wait=5)
+    received, _ = raw_roundtrip(parser_grenier.port, data, wait=5)
     _one_refusal(received, {400})
     assert "host" in parse_raw(received).json()["detail"].lower()
     assert origin.hits(path) == 0
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.1:8080", "[::1]:80", "example.com", "ex-ample.com.", "xn--a.b"])
-def test_a_host_field_that_is_a_uri_host_is_accepted(strict_grenier: GrenierProcess, host: str) -> None:
-    reply = request(strict_grenier.port, "GET", "/_grenier/health", host=host)
+def test_a_host_field_that_is_a_uri_host_is_accepted(parser_grenier: GrenierProcess, host: str) -> None:
+    reply = request(parser_grenier.port, "GET", "/_grenier/health", host=host)
     assert reply.status == 200, reply
 
 
-def test_http10_with_transfer_encoding_is_answered_then_closed(strict_grenier: GrenierProcess, origin: Origin) -> None:
+def test_http10_with_transfer_encoding_is_answered_then_closed(parser_grenier: GrenierProcess, origin: Origin) -> None:
     path = unique("te10")
     data = (
         b"POST " + origin.url(path).encode() + b" HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
     )
-    received, closed = raw_roundtrip(strict_grenier.port, data, wait=5)
+    received, closed = raw_roundtrip(parser_grenier.port, data, wait=5)
     assert parse_raw(received).status == 200, received[:400]
     assert closed, "an HTTP/1.0 request with Transfer-Encoding left its connection open"
     assert origin.seen(path)[0].body == b"hello"
@@ -84,9 +67,9 @@ def test_http10_with_transfer_encoding_is_answered_then_closed(strict_grenier: G
     ids=["lowercase", "mixed-case", "1.2", "1.9", "2.0", "0.9"],
 )
 def test_unknown_methods_and_versions_are_refused(
-    strict_grenier: GrenierProcess, line: bytes, statuses: set[int]
+    parser_grenier: GrenierProcess, line: bytes, statuses: set[int]
 ) -> None:
-    received, closed = raw_roundtrip(strict_grenier.port, line + b"\r\nHost: 127.0.0.1\r\n\r\n", wait=5)
+    received, closed = raw_roundtrip(parser_grenier.port, line + b"\r\nHost: 127.0.0.1\r\n\r\n", wait=5)
     _one_refusal(received, statuses)
     assert closed
 
