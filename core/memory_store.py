@@ -19,7 +19,7 @@ import heapq
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -279,10 +279,6 @@ class MemoryStore:
 
     async def close(self) -> None:
         self._closed.set()
-
-    def keys(self) -> Iterable[str]:
-        with self._lock:
-            return list(self._data)
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

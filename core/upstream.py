@@ -284,11 +284,6 @@ class Upstream:
             netguard.check_host(*host_port(url), self.guard)
             await netguard.resolve_and_check(*host_port(url), self.guard)
 
-    async def fetch(self, url: str, headers: Headers) -> UpstreamResponse:
-        """GET ``url`` with ``headers`` through the right session, with retries after connection errors."""
-        self.check_spelling(url)
-        return await fetch(self.session_for(url), url, headers, self.settings)
-
     def stream(self, url: str, headers: Headers) -> contextlib.AbstractAsyncContextManager[UpstreamStream]:
         """:func:`open_stream` through the right session, after the target check."""
         self.check_spelling(url)

@@ -1,4 +1,4 @@
-"""Upstream fetches against a real aiohttp origin on 127.0.0.1 (jobs/fetcher.py)."""
+"""Upstream fetches against a real aiohttp origin on 127.0.0.1 (core/upstream.py)."""
 
 from __future__ import annotations
 
