@@ -40,6 +40,7 @@ import redis.asyncio as aioredis
 from .counts import Count
 from .hot_tier import HotTier
 from .records import Cached, CorruptRecord, JobRecord, decode_cached
+from .redis_reads import RedisReads
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,8 @@ POOL_WAIT = 5.0
 #: How long one Redis command may take before it fails (a paused or wedged server must not hold requests forever;
 #: every command here is a key or a few, answered in well under a millisecond when Redis is well).
 COMMAND_TIMEOUT = 2.0
+#: Connections the hit path's reads are pipelined over, per process.
+READ_CONNECTIONS = 4
 
 
 class RedisStore:
@@ -182,10 +185,14 @@ class RedisStore:
     #: How often a waiter re-reads its job even without a notification (a lost PUBLISH costs this much).
     poll_fallback = 0.5
 
-    def __init__(self, client: aioredis.Redis, hot: HotTier[Any] | None = None) -> None:
-        """``hot``: the server's hot tier (see :mod:`core.hot_tier`); workers read through to Redis always."""
+    def __init__(
+        self, client: aioredis.Redis, hot: HotTier[Any] | None = None, reads: RedisReads | None = None
+    ) -> None:
+        """``hot``: the server's hot tier (see :mod:`core.hot_tier`); workers read through to Redis always.
+        ``reads``: the hit path's fast reads (see :mod:`core.redis_reads`); without it, reads go through ``client``."""
         self.redis = client
         self.hot = hot
+        self.reads = reads
         self._release = client.register_script(_RELEASE)
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._listener: asyncio.Task[None] | None = None
@@ -204,7 +211,8 @@ class RedisStore:
             socket_timeout=COMMAND_TIMEOUT,
             socket_connect_timeout=COMMAND_TIMEOUT,
         )
-        return cls(aioredis.Redis.from_pool(pool), hot)  # closing the client closes its pool
+        reads = RedisReads(url, READ_CONNECTIONS, COMMAND_TIMEOUT) if RedisReads.serves(url) else None
+        return cls(aioredis.Redis.from_pool(pool), hot, reads)  # closing the client closes its pool
 
     async def get_entry(self, key: str) -> Cached | None:
         full = entry_key(key)
@@ -213,7 +221,7 @@ class RedisStore:
             held: Cached | None = self.hot.get(full)
             if held is not None:
                 return held
-        data = await self.redis.get(full)
+        data = await (self.reads.get(full) if self.reads is not None else self.redis.get(full))
         found = _decode_entry(data)
         if found is not None and self.hot is not None and self._subscribed and isinstance(data, bytes):
             self.hot.put(full, found, len(data))
@@ -250,7 +258,7 @@ class RedisStore:
             held: list[bytes | None] = [hot.get(k) for k in keys]
             if all(h is not None for h in held):
                 return held
-        values = await self.redis.mget(keys)
+        values = await (self.reads.mget(keys) if self.reads is not None else self.redis.mget(keys))
         found = [v if isinstance(v, bytes) else None for v in values]
         if hot is not None and self._subscribed:
             for k, v in zip(keys, found, strict=True):
@@ -381,4 +389,6 @@ class RedisStore:
                 await asyncio.wait({task}, timeout=0.1)
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.reads is not None:
+            await self.reads.close()
         await self.redis.aclose()
