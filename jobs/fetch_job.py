@@ -122,13 +122,17 @@ async def _fetch_and_store(env: JobEnv, url: str, headers: Headers) -> Outcome:
     except TimeoutError:
         failure = Failed("timeout", f"job exceeded its {limit:g} s time limit")
     decision = policy.after_fetch(headers, stored.times if stored else None, None, time.time(), env.settings.cache)
-    if isinstance(decision, policy.StandIn) and stored is not None:
-        log.info("job: %s failed (%s); serving stale (stale-if-error)", url, failure.detail)
-        return Fetched(
-            None, key=found.key, detail=STALE_IF_ERROR, error=failure.detail, **_variant(stored.headers, headers)
-        )
+    if isinstance(decision, policy.StandIn):
+        return _stand_in(url, found, headers, None, failure.detail)
     log.info("job: %s failed: %s", url, failure.detail)
     return failure
+
+
+def _stand_in(url: str, found: lookup.Found, sent: Headers, fwd_status: int | None, error: str) -> Fetched:
+    """RFC 5861 §4: the stored (stale) response stands in for ``error``; the outcome names it by its key."""
+    assert found.entry is not None  # after_fetch stands in only a stored response
+    log.info("job: %s failed (%s); serving stale (stale-if-error)", url, error)
+    return Fetched(fwd_status, key=found.key, detail=STALE_IF_ERROR, error=error, **_variant(found.entry.headers, sent))
 
 
 async def _carry_out(
@@ -140,11 +144,7 @@ async def _carry_out(
         case policy.Fail():  # only ever the answer to no response at all
             raise AssertionError("after_fetch failed a received response")
         case policy.StandIn(reason=reason):
-            assert stored is not None
-            log.info("job: %s failed (%s); serving stale (stale-if-error)", url, reason)
-            return Fetched(
-                got.status, key=found.key, detail=STALE_IF_ERROR, error=reason, **_variant(stored.headers, headers)
-            )
+            return _stand_in(url, found, headers, got.status, reason)
         case policy.Freshen():
             assert stored is not None
             # A 304 has no body: the freshened entry points at the stored body (inline, or the same chunks, kept
