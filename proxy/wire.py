@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -27,12 +27,41 @@ from yarl import URL
 
 from core.problems import Problem, problem_body
 
+if TYPE_CHECKING:
+    from .lean import LeanHits
+
 
 class _ProblemRequestHandler(RequestHandler):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, lean: LeanHits | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if type(self._parser) is HttpRequestParserPy:  # no C extension (AIOHTTP_NO_EXTENSIONS=1)
             self._parser.__class__ = _StrictPyRequestParser
+        self._lean = lean
+        """The lean hit path (``proxy/lean.py``) while this connection has only asked for what it answers; ``None``
+        from the first byte it leaves to aiohttp on."""
+        self._lean_client = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self._lean is not None:
+            self._lean_client = self._lean.client_allowed(transport)
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes go to the lean hit path while it answers every request in them, else (from the first request it
+        does not answer) to aiohttp's parser, for good: aiohttp never starts in the middle of a connection."""
+        lean = self._lean
+        if lean is not None:
+            self._lean = None
+            transport = self.transport
+            if transport is not None and not (self._force_close or self._close):
+                taken = lean.serve(data, cast(asyncio.WriteTransport, transport), self._lean_client)
+                if taken:  # the connection is in use: aiohttp's idle timer counts from now
+                    self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+                if taken == len(data):
+                    self._lean = lean
+                    return
+                data = data[taken:]
+        super().data_received(data)
 
     def handle_error(
         self,
@@ -69,8 +98,11 @@ class _StrictPyRequestParser(HttpRequestParserPy):
 
 
 class _ProblemServer(Server):
+    lean: LeanHits | None = None
+    """Set once the app has started (``proxy.app.serve``): connections made from then on start on the lean path."""
+
     def __call__(self) -> RequestHandler:
-        return _ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+        return _ProblemRequestHandler(self, loop=self._loop, lean=self.lean, **self._kwargs)
 
 
 def _tolerant(factory: _RequestFactory) -> _RequestFactory:
@@ -99,6 +131,11 @@ def _tolerant(factory: _RequestFactory) -> _RequestFactory:
 
 
 class ProblemRunner(web.AppRunner):
+    def answer_lean_hits(self, lean: LeanHits) -> None:
+        """Start every connection made from now on on the lean hit path."""
+        assert isinstance(self.server, _ProblemServer)
+        self.server.lean = lean
+
     async def _make_server(self) -> Server:
         server = await super()._make_server()
         server.__class__ = _ProblemServer
@@ -118,7 +155,7 @@ class VersionNotSupported(Problem):
 _REG_NAME_CHAR = r"[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2}"
 _IP_LITERAL = r"\[(?:[0-9A-Fa-f:.]+|v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+)\]"
 #: RFC 9110 §7.2: ``Host = uri-host [ ":" port ]``; uri-host is an IP literal or a reg-name (which covers IPv4).
-_HOST_FIELD = re.compile(rf"(?:{_IP_LITERAL}|(?:{_REG_NAME_CHAR})*)(?::[0-9]*)?")
+HOST_FIELD = re.compile(rf"(?:{_IP_LITERAL}|(?:{_REG_NAME_CHAR})*)(?::[0-9]*)?")
 
 
 def check_host_field(request: web.Request) -> None:
@@ -133,7 +170,7 @@ def check_host_field(request: web.Request) -> None:
             else "an HTTP/1.1 request must carry a Host field"
         )
     for host in hosts:
-        if not _HOST_FIELD.fullmatch(host):
+        if not HOST_FIELD.fullmatch(host):
             raise AmbiguousHost(f"the Host field {host[:100]!r} is not a host with an optional port")
 
 
