@@ -33,6 +33,7 @@ import re
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import Literal, Protocol
 
 from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
@@ -98,6 +99,9 @@ _API_PATHS = (b"/fetch", b"/_grenier/fetch")
 #: connection goes to aiohttp, which waits for the client to drain them.
 WRITE_BUFFER_LIMIT = 256 * 1024
 
+#: A head still incomplete at this size is aiohttp's to read (and refuse): no lean head is anywhere near it.
+MAX_HEAD = 64 * 1024
+
 #: Bodies up to this size go out in the same write as their head; larger ones after it, uncopied.
 _JOIN_BELOW = 64 * 1024
 
@@ -157,35 +161,12 @@ class LeanHits:
         peer = transport.get_extra_info("peername")
         return bool(peer) and in_networks(_address(str(peer[0])), self._networks)
 
-    def serve(self, data: bytes, transport: asyncio.WriteTransport, client_allowed: bool) -> int:
-        """Answer the lean requests at the start of ``data``; return how many of its bytes they took (the rest, from
-        the first request this path does not answer, is aiohttp's)."""
-        taken = 0
-        end = len(data)
-        while taken < end:
-            if transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
-                break
-            head_end = data.find(b"\r\n\r\n", taken)
-            if head_end < 0:
-                break
-            try:
-                answer = self._answer(data[taken:head_end], client_allowed)
-            except Exception:  # never a lean failure: the full path answers this request instead
-                log.exception("lean hit path failed; the request goes the full way")
-                answer = None
-            if answer is None:
-                break
-            if len(answer) == 1:
-                transport.write(answer[0])
-            else:
-                transport.writelines(answer)
-            taken = head_end + 4
-        return taken
+    def connection(self, transport: asyncio.Transport, owner: LeanOwner) -> LeanConnection:
+        """The lean state of a new connection (``owner``: the connection's aiohttp request handler)."""
+        return LeanConnection(self, transport, self.client_allowed(transport), owner)
 
-    # --- one request -----------------------------------------------------------------------------------------------
-
-    def _answer(self, head: bytes, client_allowed: bool) -> list[bytes] | None:
-        started = time.perf_counter()
+    def parse(self, head: bytes, client_allowed: bool) -> _Target | None:
+        """The target of a request head the lean path may answer (see the module docstring), else ``None``."""
         lines = head.split(b"\r\n")
         request_line = _REQUEST_LINE.fullmatch(lines[0])
         if request_line is None or len(lines[0]) > self._max_line:
@@ -210,15 +191,48 @@ class LeanHits:
         target = self._target(request_line.group(1))
         if target is None or (target.client_checked and not client_allowed):
             return None
+        return target
+
+    def answer_held(self, target: _Target, started: float) -> list[bytes] | Literal[False] | None:
+        """The answer from what this process holds in memory; ``False`` when the entry is not held here (a read
+        would tell), ``None`` when the lean path cannot answer at all."""
         entry = self._store.peek_entry(target.key)
-        if not isinstance(entry, StoredResponse) or entry.status not in _PHRASES:
+        if entry is None:
+            return False
+        if not isinstance(entry, StoredResponse):
+            return None
+        ref = entry.body_ref
+        if ref is None or entry.size == 0:
+            return self.answer(target, entry, [entry.body] if entry.body else [], started)
+        chunks = self._store.peek_chunks(ref.name, range(ref.count), ref.size)
+        body = [c for c in chunks if c is not None]
+        if len(body) != ref.count:
+            return False
+        return self.answer(target, entry, body, started)
+
+    async def answer_read(self, target: _Target, started: float) -> list[bytes] | None:
+        """The answer after reading the store (Redis mode: an entry not, or no longer, in the hot tier); ``None``
+        when the lean path cannot answer. A body larger than the hot tier holds is left to the full path, which
+        streams it."""
+        entry = await self._store.get_entry(target.key)
+        if not isinstance(entry, StoredResponse) or entry.size > self._rules.hot_entry_bytes:
+            return None
+        ref = entry.body_ref
+        if ref is None or entry.size == 0:
+            return self.answer(target, entry, [entry.body] if entry.body else [], started)
+        chunks = await self._store.get_chunks(ref.name, range(ref.count), ref.size)
+        body = [c for c in chunks if c is not None]
+        if len(body) != ref.count:
+            return None
+        return self.answer(target, entry, body, started)
+
+    def answer(self, target: _Target, entry: StoredResponse, body: list[bytes], started: float) -> list[bytes] | None:
+        """The bytes that answer ``target`` with ``entry`` if it is a fresh hit now, counted as one."""
+        if entry.status not in _PHRASES:
             return None
         now = time.time()
         decision = policy.decide((), entry.times, now, self._rules)
         if not isinstance(decision, policy.Hit) or decision.ttl < 0:
-            return None
-        body = self._body(entry)
-        if body is None:
             return None
         block = self._block(entry, target.api)
         if block is None:
@@ -285,14 +299,6 @@ class LeanHits:
             return None
         return _Target(url, cache_key(url), api, checked)
 
-    def _body(self, entry: StoredResponse) -> list[bytes] | None:
-        ref = entry.body_ref
-        if ref is None or entry.size == 0:
-            return [entry.body] if entry.body else []
-        chunks = self._store.peek_chunks(ref.name, range(ref.count), ref.size)
-        body = [c for c in chunks if c is not None]
-        return body if len(body) == ref.count else None
-
     def _block(self, entry: StoredResponse, api: bool) -> _Block | None:
         key = (id(entry), api)
         block = self._blocks.get(key)
@@ -326,6 +332,114 @@ class LeanHits:
 
 #: Status lines of the statuses a stored response may have, as aiohttp writes them.
 _PHRASES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus if s.value >= 200}
+
+
+class LeanOwner(Protocol):
+    """What owns a connection the lean path answers on: aiohttp's request handler for it (``proxy/wire.py``)."""
+
+    def lean_answered(self) -> None:
+        """A response went out: the connection's idle timer starts again (as it does after aiohttp's own). Bytes
+        that arrive do not restart it, so a head trickled in forever is cut off all the same."""
+
+    def lean_handover(self, rest: bytes) -> None:
+        """The lean path is done with this connection: ``rest`` and every later byte are aiohttp's."""
+
+
+class LeanConnection:
+    """One connection while the lean path has it: requests are answered in order, from memory at once, or after a
+    store read (during which later bytes wait, in order, behind it); the first request it cannot answer hands the
+    connection, from that request on, to aiohttp."""
+
+    def __init__(
+        self,
+        hits: LeanHits,
+        transport: asyncio.Transport,
+        client_allowed: bool,
+        owner: LeanOwner,
+    ) -> None:
+        self._hits = hits
+        self._transport = transport
+        self._client_allowed = client_allowed
+        self._owner = owner
+        self._buffer = b""
+        self._reading: asyncio.Task[None] | None = None
+        self._paused = False
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+        if self._reading is None:
+            self._run()
+        elif len(self._buffer) > WRITE_BUFFER_LIMIT and not self._paused:  # a client pipelining this much waits
+            self._paused = True
+            self._transport.pause_reading()
+
+    def close(self) -> None:
+        """The connection is gone: stop any read under way."""
+        if self._reading is not None:
+            self._reading.cancel()
+
+    def _run(self) -> None:
+        hits, transport = self._hits, self._transport
+        while self._buffer:
+            head_end = self._buffer.find(b"\r\n\r\n")
+            if head_end < 0 or transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT or transport.is_closing():
+                break
+            started = time.perf_counter()
+            try:
+                target = hits.parse(self._buffer[:head_end], self._client_allowed)
+                answer = hits.answer_held(target, started) if target is not None else None
+            except Exception:  # never a lean failure: the full path answers this request instead
+                log.exception("lean hit path failed; the request goes the full way")
+                break
+            if answer is None:
+                break
+            if answer is False:
+                assert target is not None
+                self._reading = asyncio.get_running_loop().create_task(self._read(target, head_end + 4, started))
+                return
+            self._write(answer)
+            self._buffer = self._buffer[head_end + 4 :]
+        else:
+            return  # all answered
+        if head_end < 0 and len(self._buffer) <= MAX_HEAD and self._buffer.count(b"\n") == self._buffer.count(b"\r\n"):
+            return  # half a head: wait for the rest (a bare LF would never end one here: aiohttp refuses it)
+        self._give_up()
+
+    async def _read(self, target: _Target, taken: int, started: float) -> None:
+        try:
+            answer = await self._hits.answer_read(target, started)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # Redis down, say: the full path answers with its problem document
+            log.debug("lean read failed (%s); the request goes the full way", exc)
+            answer = None
+        self._reading = None
+        if self._transport.is_closing():
+            return
+        if answer is None:
+            self._give_up()
+            return
+        self._write(answer)
+        self._buffer = self._buffer[taken:]
+        self._resume()
+        self._run()
+
+    def _resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._transport.resume_reading()
+
+    def _write(self, answer: list[bytes]) -> None:
+        if len(answer) == 1:
+            self._transport.write(answer[0])
+        else:
+            self._transport.writelines(answer)
+        self._owner.lean_answered()
+
+    def _give_up(self) -> None:
+        rest, self._buffer = self._buffer, b""
+        self._resume()
+        self._owner.lean_handover(rest)
 
 
 LEAN: web.AppKey[LeanHits] = web.AppKey("grenier_lean_hits", LeanHits)

@@ -28,7 +28,7 @@ from yarl import URL
 from core.problems import Problem, problem_body
 
 if TYPE_CHECKING:
-    from .lean import LeanHits
+    from .lean import LeanConnection, LeanHits
 
 
 class _ProblemRequestHandler(RequestHandler):
@@ -36,32 +36,38 @@ class _ProblemRequestHandler(RequestHandler):
         super().__init__(*args, **kwargs)
         if type(self._parser) is HttpRequestParserPy:  # no C extension (AIOHTTP_NO_EXTENSIONS=1)
             self._parser.__class__ = _StrictPyRequestParser
-        self._lean = lean
+        self._lean_hits = lean
+        self._lean: LeanConnection | None = None
         """The lean hit path (``proxy/lean.py``) while this connection has only asked for what it answers; ``None``
-        from the first byte it leaves to aiohttp on."""
-        self._lean_client = False
+        from the first request it leaves to aiohttp on."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        if self._lean_hits is not None:
+            self._lean = self._lean_hits.connection(cast(asyncio.Transport, transport), self)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
         if self._lean is not None:
-            self._lean_client = self._lean.client_allowed(transport)
+            self._lean.close()
+            self._lean = None
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         """Bytes go to the lean hit path while it answers every request in them, else (from the first request it
         does not answer) to aiohttp's parser, for good: aiohttp never starts in the middle of a connection."""
-        lean = self._lean
-        if lean is not None:
-            self._lean = None
-            transport = self.transport
-            if transport is not None and not (self._force_close or self._close):
-                taken = lean.serve(data, cast(asyncio.WriteTransport, transport), self._lean_client)
-                if taken:  # the connection is in use: aiohttp's idle timer counts from now
-                    self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
-                if taken == len(data):
-                    self._lean = lean
-                    return
-                data = data[taken:]
+        if self._lean is not None:
+            if not (self._force_close or self._close):
+                self._lean.feed(data)
+            return
         super().data_received(data)
+
+    def lean_answered(self) -> None:
+        self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+
+    def lean_handover(self, rest: bytes) -> None:
+        self._lean = None
+        if rest:
+            super().data_received(rest)
 
     def handle_error(
         self,

@@ -90,6 +90,10 @@ def servers(module_launcher: Launcher, module_redis: str) -> dict[str, GrenierPr
     return {
         "embedded": module_launcher.serve(chunked),
         "redis": module_launcher.serve({"GRENIER_REDIS_URL": module_redis, **chunked}),
+        # No hot tier: every lean answer is read from Redis first.
+        "redis-read": module_launcher.serve(
+            {"GRENIER_REDIS_URL": module_redis, "GRENIER_CACHE_HOT_BYTES": "0", **chunked}
+        ),
     }
 
 
@@ -106,12 +110,14 @@ def warm(server: GrenierProcess, target: str) -> None:
 
 TargetOf = Callable[[Origin, bytes], str]
 FORMS: dict[str, TargetOf] = {
-    "fetch": lambda origin, body: fetch_target(origin.route(body=body, headers={"Access-Control-Allow-Origin": "*", "X-Up": "1"})),
+    "fetch": lambda origin, body: fetch_target(
+        origin.route(body=body, headers={"Access-Control-Allow-Origin": "*", "X-Up": "1"})
+    ),
     "forward": lambda origin, body: origin.route(body=body, headers={"X-Up": "1"}),
 }
 
 
-@pytest.mark.parametrize("mode", ["embedded", "redis"])
+@pytest.mark.parametrize("mode", ["embedded", "redis", "redis-read"])
 @pytest.mark.parametrize("form", sorted(FORMS))
 @pytest.mark.parametrize("size", [100, 5 * CHUNK + 17], ids=["inline", "chunked"])
 def test_the_lean_path_answers_as_the_full_path_does(
@@ -122,15 +128,16 @@ def test_the_lean_path_answers_as_the_full_path_does(
     target = FORMS[form](origin, body)
     warm(server, target)
     before = lean_count(server)
-    lean, full = converse(
-        server.port, head_of(target, server.port), head_of(target, server.port, FULL), expect=2
-    )
+    lean, full = converse(server.port, head_of(target, server.port), head_of(target, server.port, FULL), expect=2)
     assert lean_count(server) == before + 1, "the first request should have taken the lean path, and only it"
     assert comparable(lean) == comparable(full)
     assert lean.body == body
-    assert "hit" in lean.headers["Cache-Status"] and lean.headers["Age"].isdigit() and "Date" in lean.headers
+    assert "hit" in lean.headers["Cache-Status"]
+    assert lean.headers["Age"].isdigit()
+    assert "Date" in lean.headers
     if form == "fetch":  # served from grenier's own origin: sandboxed, no CORS grant of the upstream's
-        assert lean.headers["Content-Security-Policy"] == "sandbox" and "Access-Control-Allow-Origin" not in lean.headers
+        assert lean.headers["Content-Security-Policy"] == "sandbox"
+        assert "Access-Control-Allow-Origin" not in lean.headers
 
 
 def test_reverse_mode_answers_lean_as_it_does_in_full(launcher: Launcher, origin: Origin) -> None:
@@ -146,7 +153,8 @@ def test_reverse_mode_answers_lean_as_it_does_in_full(launcher: Launcher, origin
         expect=3,
     )
     assert lean_count(server) == before + 1
-    assert comparable(lean) == comparable(full) and lean.body == b"reverse body"
+    assert comparable(lean) == comparable(full)
+    assert lean.body == b"reverse body"
     assert control.json()["status"] == "ok"  # the control endpoints are never taken for the origin's paths
 
 
@@ -178,7 +186,8 @@ def test_requests_the_lean_path_must_not_answer_go_the_full_way(
     assert reply.status == status, reply.body[:300]
     assert lean_count(server) == before
     if status == 200:
-        assert origin.hits(target) == fetched + 1 and "hit" not in reply.headers["Cache-Status"]
+        assert origin.hits(target) == fetched + 1
+        assert "hit" not in reply.headers["Cache-Status"]
 
 
 def test_pipelined_and_split_requests_keep_their_order_and_framing(
@@ -196,20 +205,33 @@ def test_pipelined_and_split_requests_keep_their_order_and_framing(
         pause=0.2,
     )
     assert [r.status for r in (lean, lean_too, ranged, after)] == [200, 200, 206, 200]
-    assert lean.body == lean_too.body == after.body == b"pipelined" and ranged.body == b"pi"
+    assert lean.body == lean_too.body == after.body == b"pipelined"
+    assert ranged.body == b"pi"
     # The two before the range were lean; from the range on, the connection is aiohttp's.
     assert lean_count(server) == before + 2
 
     whole = head_of(target, server.port)
     before = lean_count(server)
     (split,) = converse(server.port, whole[:10], whole[10:], expect=1, pause=0.2)
-    assert split.status == 200 and split.body == b"pipelined"
-    assert lean_count(server) == before  # half a head is aiohttp's to read
+    assert split.status == 200
+    assert split.body == b"pipelined"
+    assert lean_count(server) == before + 1  # the head's first half waited for the rest
 
 
-def test_the_lean_path_never_serves_a_stale_or_purged_entry(
+def test_pipelined_requests_wait_in_order_behind_a_store_read(
     servers: dict[str, GrenierProcess], origin: Origin
 ) -> None:
+    server = servers["redis-read"]
+    targets = [origin.route(body=f"body {n}".encode()) for n in range(3)]
+    for target in targets:
+        warm(server, target)
+    before = lean_count(server)
+    replies = converse(server.port, b"".join(head_of(t, server.port) for t in targets * 2), expect=6)
+    assert [r.body for r in replies] == [f"body {n}".encode() for n in range(3)] * 2
+    assert lean_count(server) == before + 6
+
+
+def test_the_lean_path_never_serves_a_stale_or_purged_entry(servers: dict[str, GrenierProcess], origin: Origin) -> None:
     server = servers["redis"]
     target = origin.route(cache_control="max-age=1", changing=True)
     warm(server, target)
@@ -217,7 +239,8 @@ def test_the_lean_path_never_serves_a_stale_or_purged_entry(
     assert "hit" in first.headers["Cache-Status"]
     time.sleep(1.5)  # freshness is computed at serve time: now it is stale
     (later,) = converse(server.port, head_of(target, server.port), expect=1)
-    assert "hit" not in later.headers["Cache-Status"] and later.body != first.body
+    assert "hit" not in later.headers["Cache-Status"]
+    assert later.body != first.body
 
     kept = origin.route(body=b"purge me")
     warm(server, kept)
@@ -225,7 +248,8 @@ def test_the_lean_path_never_serves_a_stale_or_purged_entry(
     assert purged.status == 200
     before = lean_count(server)
     (after,) = converse(server.port, head_of(kept, server.port), expect=1)
-    assert "hit" not in after.headers["Cache-Status"] and lean_count(server) == before
+    assert "hit" not in after.headers["Cache-Status"]
+    assert lean_count(server) == before
 
 
 def test_off_sends_every_request_the_full_way(launcher: Launcher, origin: Origin) -> None:
@@ -233,5 +257,6 @@ def test_off_sends_every_request_the_full_way(launcher: Launcher, origin: Origin
     target = origin.route(body=b"full only")
     warm(server, target)
     (reply,) = converse(server.port, head_of(target, server.port), expect=1)
-    assert "hit" in reply.headers["Cache-Status"] and reply.body == b"full only"
+    assert "hit" in reply.headers["Cache-Status"]
+    assert reply.body == b"full only"
     assert lean_count(server) == 0
