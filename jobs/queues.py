@@ -31,6 +31,8 @@ from dramatiq.middleware import AsyncIO, Middleware, Retries, ShutdownNotificati
 from core.queue import JobHandler, JobMessage, Workers
 from core.settings import JobsSettings, Settings
 
+from .wakeup import WakingRedisBroker
+
 log = logging.getLogger(__name__)
 
 ACTOR_NAME = "fetch"
@@ -152,7 +154,7 @@ class RedisQueue(DramatiqQueue):
     NAMESPACE = "grenier-jobs"
 
     def __init__(self, url: str, jobs: JobsSettings) -> None:
-        self.redis_broker = RedisBroker(  # type: ignore[no-untyped-call]
+        self.redis_broker = WakingRedisBroker(  # type: ignore[no-untyped-call]
             url=url,
             middleware=_middleware(),
             namespace=self.NAMESPACE,

@@ -107,3 +107,20 @@ def test_bad_setting_stops_startup_naming_the_key(launcher: Launcher, setting: d
     assert serve.proc.wait(20) == 2
     assert named in serve.log()
     assert "Traceback" not in serve.log()
+
+
+async def test_an_idle_worker_is_woken_by_a_queued_job_not_by_its_next_poll(
+    launcher: Launcher, fresh_redis: Callable[[], str], origin: Origin, http: aiohttp.ClientSession
+) -> None:
+    """With polls 60 s apart, only the wake-up token can bring a job to a worker that has been idle a while
+    (Dramatiq's own consumer would by then sleep seconds between polls) within the request's wait."""
+    settings = {"GRENIER_REDIS_URL": fresh_redis(), "GRENIER_JOBS_POLL_INTERVAL": "60"}
+    launcher.worker(settings, processes=1)
+    serve = launcher.serve(settings)
+    await asyncio.sleep(8)  # idle: a polling consumer's back-off is now 2.5 to 5 s (10+ empty polls)
+    for n in range(3):
+        target = origin.route(body=f"woken {n}".encode())
+        reply = await get(http, fetch_url(serve.url, target), {"Prefer": "wait=1"})
+        assert reply.status == 200, f"job {n} was not picked up within the wait: {reply.status}"
+        assert reply.body == f"woken {n}".encode()
+        await asyncio.sleep(1.5)
