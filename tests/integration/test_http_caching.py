@@ -11,14 +11,16 @@ import asyncio
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
+from email.utils import formatdate
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.support.http import Reply, get, send
-from tests.support.origins import Origin, unique
+from tests.support.origins import Answer, Origin, Seen, unique
 from tests.support.polling import async_wait_until
 from tests.support.processes import Launcher
 
@@ -232,3 +234,104 @@ async def test_fetch_endpoint_cuts_a_range_from_the_whole_response(grenier: Gren
         assert r.headers["Content-Range"].startswith("bytes 0-4/")
         assert "stored" in r.headers["Cache-Status"]
     assert origin.hits(path) == 1
+
+
+def numbered(*fields: tuple[str, str]) -> Callable[[int, Seen], Answer]:
+    """An origin program: the same fields on every answer, and a body that says which request it answers."""
+    return lambda n, seen: Answer(200, (("Content-Type", "text/plain"), *fields), f"answer {n}".encode())
+
+
+@pytest.mark.parametrize(
+    ("expires", "reused"),
+    [
+        pytest.param("Thu, 01 Dec 2050 16:00:00 GMT", True, id="IMF-fixdate is a date"),
+        pytest.param("Thu, 01 Dec 2050 16:00:00 UTC", False, id="zone UTC is invalid"),
+        pytest.param("Thu, 01 Dec 50 16:00:00 GMT", False, id="2-digit year is invalid"),
+        pytest.param("Thu 01 Dec 2050 16:00:00 GMT", False, id="no comma is invalid"),
+        pytest.param("Thu, 01 Dec 2050 6:00:00 GMT", False, id="1-digit hour is invalid"),
+    ],
+)
+async def test_malformed_expires_is_already_expired(
+    grenier: Grenier, origin: Origin, expires: str, reused: bool
+) -> None:
+    """RFC 9111 §5.3 with RFC 9110 §5.6.7: an Expires that is not exactly an HTTP-date is already expired, so the
+    next request goes to the origin instead of reusing the response for decades."""
+    path = unique("expires")
+    origin.program(path, numbered(("Date", formatdate(time.time(), usegmt=True)), ("Expires", expires)))
+    assert (await via_proxy(grenier, origin.url(path))).text == "answer 1"
+    second = await via_proxy(grenier, origin.url(path))
+    if reused:
+        assert second.text == "answer 1"
+        assert second.headers["Cache-Status"].startswith("grenier;hit")
+    else:
+        assert second.text == "answer 2"
+        assert "fwd=stale" in second.headers["Cache-Status"]
+    assert origin.hits(path) == (1 if reused else 2)
+
+
+async def test_two_expires_lines_are_invalid(grenier: Grenier, origin: Origin) -> None:
+    """RFC 9111 §5.3: several Expires lines are invalid, not "the first one wins"."""
+    path = unique("expires")
+    later = formatdate(time.time() + 3600, usegmt=True)
+    origin.program(path, numbered(("Expires", later), ("Expires", later)))
+    await via_proxy(grenier, origin.url(path))
+    assert (await via_proxy(grenier, origin.url(path))).text == "answer 2"
+
+
+@pytest.mark.parametrize(
+    ("age", "reused"),
+    [
+        pytest.param("0", True, id="Age 0 is fresh"),
+        pytest.param("7200, 0", False, id="a list is as old as its largest member"),
+        pytest.param("0, 7200", False, id="whichever member comes first"),
+    ],
+)
+async def test_an_age_list_never_makes_a_response_younger(
+    grenier: Grenier, origin: Origin, age: str, reused: bool
+) -> None:
+    """RFC 9111 §5.1 / §4.2.3: ``Age: 7200, 0`` on a max-age=3600 response is stale, not 0 seconds old."""
+    path = unique("age")
+    origin.program(path, numbered(("Cache-Control", "max-age=3600"), ("Age", age)))
+    await via_proxy(grenier, origin.url(path))
+    second = await via_proxy(grenier, origin.url(path))
+    assert second.text == ("answer 1" if reused else "answer 2")
+    assert origin.hits(path) == (1 if reused else 2)
+
+
+async def test_cdn_cache_control_overrides_cache_control(grenier: Grenier, origin: Origin) -> None:
+    """RFC 9213 §2.1: CDN-Cache-Control governs this cache wholly (a no-store Cache-Control is ignored here) and is
+    passed on to clients; Cache-Control is passed on unchanged too."""
+    path = unique("cdn")
+    origin.program(path, numbered(("Cache-Control", "no-store"), ("CDN-Cache-Control", "max-age=600")))
+    first = await via_reverse(grenier, path)
+    second = await via_reverse(grenier, path)
+    assert second.text == "answer 1"
+    assert second.headers["Cache-Status"].startswith("grenier;hit")
+    for reply in (first, second):
+        assert reply.headers["CDN-Cache-Control"] == "max-age=600"
+        assert reply.headers["Cache-Control"] == "no-store"
+    assert origin.hits(path) == 1
+
+
+async def test_own_targeted_field_wins_and_is_not_passed_on(grenier: Grenier, origin: Origin) -> None:
+    """RFC 9213 §2.1: Grenier-Cache-Control is more specific than CDN-Cache-Control and wins; being addressed to
+    grenier alone, it never reaches a client (on the miss, on the hit, nor on a relay)."""
+    path = unique("own")
+    origin.program(
+        path,
+        numbered(
+            ("Cache-Control", "max-age=0"),
+            ("CDN-Cache-Control", "no-store"),
+            ("Grenier-Cache-Control", "max-age=600"),
+        ),
+    )
+    first = await via_proxy(grenier, origin.url(path))
+    second = await via_proxy(grenier, origin.url(path))
+    assert second.text == "answer 1"
+    assert second.headers["Cache-Status"].startswith("grenier;hit")
+    assert origin.hits(path) == 1
+    relayed = await via_proxy(grenier, origin.url(path), method="POST")
+    assert "fwd=method" in relayed.headers["Cache-Status"]
+    for reply in (first, second, relayed):
+        assert "Grenier-Cache-Control" not in reply.headers
+        assert reply.headers["CDN-Cache-Control"] == "no-store"
