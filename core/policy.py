@@ -596,6 +596,20 @@ def decide(request_headers: Headers, stored: StoredTimes | None, now: float, rul
     return Forward("stale")
 
 
+def stale_if_unreachable_allows(stored: StoredTimes, now: float, rules: CacheSettings) -> bool:
+    """§4.2.4: a cache that is disconnected from the origin (it refused or dropped the connection, no response at
+    all) may serve a stale response, within ``cache.stale_if_unreachable`` seconds of staleness (0: never), unless
+    the response forbids it: ``must-revalidate``, ``proxy-revalidate``, ``s-maxage`` (§5.2.2.2, §5.2.2.8,
+    §5.2.2.10) or ``no-cache`` (§5.2.2.4, never used without validation)."""
+    if rules.stale_if_unreachable <= 0:
+        return False
+    resp = response_cc(stored.headers, rules.targets)
+    if resp.never_stale or resp.validate_every_use:
+        return False
+    staleness = current_age(stored.headers, stored.request_time, stored.response_time, now) - stored.lifetime
+    return staleness <= rules.stale_if_unreachable
+
+
 def stale_if_error_allows(request_headers: Headers, stored: StoredTimes, now: float, rules: CacheSettings) -> bool:
     """RFC 5861 §4: may this stale response stand in for a failed refresh (network error or 5xx)?"""
     resp = response_cc(stored.headers, rules.targets)
@@ -653,11 +667,18 @@ class DoNotStore:
     freshened: bool = False
 
 
+#: ``StandIn.detail`` (and Cache-Status's): why a stale response stands in for a failure.
+STALE_IF_ERROR = "stale-if-error"
+STALE_IF_UNREACHABLE = "stale (origin unreachable)"
+
+
 @dataclass(frozen=True)
 class StandIn:
-    """RFC 5861 §4: the stale stored response stands in for the failure ``reason``, which stale-if-error allows."""
+    """The stale stored response stands in for the failure ``reason``: allowed by stale-if-error (RFC 5861 §4),
+    or, when the origin could not be reached at all, by §4.2.4 (``detail`` says which)."""
 
     reason: str
+    detail: str = STALE_IF_ERROR
 
 
 @dataclass(frozen=True)
@@ -672,17 +693,26 @@ ERROR_KEEPS_STORED = "an error without explicit freshness does not replace the s
 
 
 def after_fetch(
-    request_headers: Headers, stored: StoredTimes | None, received: Received | None, now: float, rules: CacheSettings
+    request_headers: Headers,
+    stored: StoredTimes | None,
+    received: Received | None,
+    now: float,
+    rules: CacheSettings,
+    *,
+    unreachable: bool = False,
 ) -> AfterFetch:
     """What the fetch job does with what came back, ``decide``'s twin for the other half of a miss.
 
     ``request_headers`` are the fields the job sent (they select the variant and carry the request's directives);
     ``stored`` the response the cache held for them, if any; ``received`` the upstream's answer, ``None`` when it
-    gave none (connection error, timeout, refusal).
+    gave none (connection error, timeout, refusal); ``unreachable`` when that was because the origin refused or
+    dropped the connection before any response (§4.2.4: the cache is disconnected).
     """
     if received is None:
         if stored is not None and stale_if_error_allows(request_headers, stored, now, rules):
             return StandIn("the upstream gave no response")
+        if unreachable and stored is not None and stale_if_unreachable_allows(stored, now, rules):
+            return StandIn("the origin could not be reached", STALE_IF_UNREACHABLE)
         return Fail()
     freshened = received.status == 304 and stored is not None and bool(validators(stored.headers))
     if stored is not None and freshened:

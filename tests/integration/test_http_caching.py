@@ -335,3 +335,44 @@ async def test_own_targeted_field_wins_and_is_not_passed_on(grenier: Grenier, or
     for reply in (first, second, relayed):
         assert "Grenier-Cache-Control" not in reply.headers
         assert reply.headers["CDN-Cache-Control"] == "no-store"
+
+
+def dropping_after_first(*fields: tuple[str, str]) -> Callable[[int, Seen], Answer]:
+    """An origin program: a response stale on arrival (its Age over its max-age), then, to every later request, a
+    connection closed without a byte of response (an origin gone away)."""
+
+    def program(n: int, seen: Seen) -> Answer:
+        if n > 1:
+            return Answer(raw=b"")
+        return Answer(200, (("Content-Type", "text/plain"), ("Age", "100"), *fields), b"answer 1")
+
+    return program
+
+
+async def test_stale_served_when_the_origin_drops_the_connection(grenier: Grenier, origin: Origin) -> None:
+    """RFC 9111 §4.2.4: disconnected from the origin (no response at all), the stale response is served, marked
+    stale in Cache-Status (a negative ttl and a detail), instead of a 502."""
+    path = unique("gone")
+    origin.program(path, dropping_after_first(("Cache-Control", "max-age=60")))
+    assert (await via_proxy(grenier, origin.url(path))).text == "answer 1"
+    reply = await via_proxy(grenier, origin.url(path))
+    assert reply.status == 200
+    assert reply.text == "answer 1"
+    status = reply.headers["Cache-Status"]
+    assert "fwd=stale" in status
+    assert 'detail="stale (origin unreachable)"' in status
+    ttl = int(status.split("ttl=")[1].split(";")[0])
+    assert ttl < 0
+    assert origin.hits(path) >= 2  # the refresh was tried (aiohttp retries a dropped reused connection once)
+
+
+@pytest.mark.parametrize("directive", ["must-revalidate", "proxy-revalidate", "no-cache"])
+async def test_stale_not_served_when_the_response_forbids_it(grenier: Grenier, origin: Origin, directive: str) -> None:
+    """RFC 9111 §4.2.4 / §5.2.2: must-revalidate, proxy-revalidate and no-cache forbid serving stale even when the
+    origin cannot be reached: the client gets the failure (502)."""
+    path = unique("gone")
+    origin.program(path, dropping_after_first(("Cache-Control", f"max-age=60, {directive}")))
+    await via_proxy(grenier, origin.url(path))
+    reply = await via_proxy(grenier, origin.url(path))
+    assert reply.status == 502
+    assert reply.headers["Content-Type"] == "application/problem+json"
