@@ -733,6 +733,62 @@ def after_fetch(
     return Freshen(status, headers, lifetime, keep) if freshened else Store(status, headers, lifetime, keep)
 
 
+# --- a HEAD response about a stored GET response (§4.3.5) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MarkStale:
+    """§4.3.5: the HEAD response describes another representation than the stored one: consider it stale."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class LeaveStored:
+    """The HEAD response says nothing grenier may apply to the stored response; ``reason`` says why."""
+
+    reason: str
+
+
+AfterHead = Freshen | MarkStale | LeaveStored
+
+
+def head_matches(stored_headers: Headers, stored_size: int, received: Headers) -> bool:
+    """§4.3.5: does a HEAD response describe the stored response? Every validator it carries (``ETag``,
+    ``Last-Modified``) equals the stored one, it carries at least one, and its ``Content-Length``, if any, is the
+    stored body's size."""
+    carried = [name for name in ("etag", "last-modified") if values(received, name)]
+    if not carried:
+        return False
+    if any(values(received, name) != values(stored_headers, name) for name in carried):
+        return False
+    length = values(received, "content-length")
+    return not length or length == [str(stored_size)]
+
+
+def after_head(
+    request_headers: Headers, stored: StoredTimes | None, stored_size: int, received: Received, rules: CacheSettings
+) -> AfterHead:
+    """§4.3.5: what a 200 answering grenier's own inbound HEAD request does to the stored GET response that could
+    have answered that request: its fields updated like a 304's (§3.2, :func:`freshen`) when the validators match,
+    else it is considered stale. Fields are updated only from a response grenier may share (a HEAD relayed with
+    credentials, or answered ``private``, ``no-store`` or with ``Set-Cookie``, updates nothing): a requester's own
+    answer must not rewrite what everyone is served. A mismatch marks stale all the same: that costs a
+    revalidation, never a wrong answer."""
+    if stored is None:
+        return LeaveStored("nothing stored for this request")
+    if received.status != 200:
+        return LeaveStored(f"HEAD answered {received.status}, not 200")
+    if not head_matches(stored.headers, stored_size, received.headers):
+        return MarkStale("the HEAD response's validators or length differ from the stored response's")
+    headers = freshen(stored.headers, received.headers)
+    reason = not_storable_reason("GET", stored.status, request_headers, storable_headers(received.headers), rules)
+    if reason is not None:
+        return LeaveStored(reason)
+    lifetime = freshness_lifetime(stored.status, headers, received.response_time, rules)
+    return Freshen(stored.status, headers, lifetime, retention(headers, lifetime, rules))
+
+
 # --- validation (§4.3) ----------------------------------------------------------------------------------------
 
 

@@ -376,3 +376,73 @@ async def test_stale_not_served_when_the_response_forbids_it(grenier: Grenier, o
     reply = await via_proxy(grenier, origin.url(path))
     assert reply.status == 502
     assert reply.headers["Content-Type"] == "application/problem+json"
+
+
+async def test_head_response_updates_the_stored_get_fields(grenier: Grenier, origin: Origin) -> None:
+    """RFC 9111 §4.3.5: a HEAD grenier sends upstream (here relayed: it carries a cookie) whose validators match the
+    stored GET response updates that response's fields, as a 304 would; the body stays the stored one."""
+    path = unique("head")
+    origin.program(
+        path,
+        lambda n, seen: Answer(
+            200,
+            (("Content-Type", "text/plain"), ("ETag", '"v1"'), ("Cache-Control", "max-age=600"), ("X-Version", str(n))),
+            b"same body",
+        ),
+    )
+    first = await via_proxy(grenier, origin.url(path))
+    assert first.headers["X-Version"] == "1"
+    head = await via_proxy(grenier, origin.url(path), method="HEAD", headers={"Cookie": "a=1"})
+    assert head.headers["X-Version"] == "2"
+    assert origin.hits(path, "HEAD") == 1
+    after = await via_proxy(grenier, origin.url(path))
+    assert after.headers["Cache-Status"].startswith("grenier;hit")
+    assert after.headers["X-Version"] == "2"
+    assert after.text == "same body"
+    assert origin.hits(path, "GET") == 1
+
+
+async def test_head_response_with_other_validators_makes_the_stored_get_stale(grenier: Grenier, origin: Origin) -> None:
+    """RFC 9111 §4.3.5: a HEAD response whose ETag differs from the stored response's makes that response stale:
+    the next GET goes to the origin instead of serving the outdated body."""
+    path = unique("head")
+    origin.program(
+        path,
+        lambda n, seen: Answer(
+            200,
+            (("Content-Type", "text/plain"), ("ETag", f'"v{n}"'), ("Cache-Control", "max-age=600")),
+            f"answer {n}".encode(),
+        ),
+    )
+    assert (await via_proxy(grenier, origin.url(path))).text == "answer 1"
+    assert (await via_proxy(grenier, origin.url(path))).headers["Cache-Status"].startswith("grenier;hit")
+    await via_proxy(grenier, origin.url(path), method="HEAD", headers={"Cookie": "a=1"})
+    after = await via_proxy(grenier, origin.url(path))
+    assert after.text == "answer 3"
+    assert "fwd=stale" in after.headers["Cache-Status"]
+    assert origin.hits(path, "GET") == 2
+
+
+async def test_103_early_hints_is_never_stored(grenier: Grenier, origin: Origin) -> None:
+    """RFC 9110 §15.2.4 / RFC 8297: an origin's 103 before its final response is not a final response, so it is
+    never stored (RFC 9111 §3) nor mixed into the one that is: the final 200 is stored and served as sent.
+    (aiohttp's client reads and discards interim responses, so grenier cannot pass the 103 on: a documented
+    deviation.)"""
+    path = unique("hints")
+    origin.program(
+        path,
+        lambda n, seen: Answer(
+            raw=b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCache-Control: max-age=600\r\nContent-Length: 8\r\n"
+            b"Connection: close\r\n\r\n" + f"answer {n}".encode()
+        ),
+    )
+    first = await via_proxy(grenier, origin.url(path))
+    assert first.status == 200
+    assert first.text == "answer 1"
+    assert "Link" not in first.headers
+    second = await via_proxy(grenier, origin.url(path))
+    assert second.headers["Cache-Status"].startswith("grenier;hit")
+    assert second.text == "answer 1"
+    assert "Link" not in second.headers
+    assert origin.hits(path) == 1
