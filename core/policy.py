@@ -309,8 +309,8 @@ def http_date(raw: str | None, reference_year: int = RFC850_REFERENCE_YEAR) -> f
     two-digit year outside RFC 850, dashes or dots where they do not belong all make the value invalid, and the
     caller's rule for an invalid date applies (RFC 9111 §5.3: an invalid ``Expires`` is already expired). The
     surrounding whitespace a field value may carry (RFC 9110 §5.5) is not part of it. The day name is not checked
-    against the date (the grammar does not ask it). A leap second (``:60``) is accepted. Memoised: stored
-    responses ask for the same few dates on every hit.
+    against the date (the grammar does not ask it). A leap second (``:60``) is accepted; year 0000 is not (no
+    calendar has it). Memoised: stored responses ask for the same few dates on every hit.
     """
     if raw is None:
         return None
@@ -329,7 +329,7 @@ def http_date(raw: str | None, reference_year: int = RFC850_REFERENCE_YEAR) -> f
             year -= 100
     month = _MONTHS.index(match["month"]) + 1
     day, hour, minute, second = (int(match[part]) for part in ("day", "hour", "minute", "second"))
-    if not (1 <= day <= calendar.monthrange(year, month)[1] and hour < 24 and minute < 60 and second <= 60):
+    if year < 1 or not (1 <= day <= calendar.monthrange(year, month)[1] and hour < 24 and minute < 60 and second <= 60):
         return None
     return float(calendar.timegm((year, month, day, hour, minute, second)))
 
