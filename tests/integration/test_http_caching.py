@@ -446,3 +446,21 @@ async def test_103_early_hints_is_never_stored(grenier: Grenier, origin: Origin)
     assert second.text == "answer 1"
     assert "Link" not in second.headers
     assert origin.hits(path) == 1
+
+
+@pytest.mark.parametrize(
+    ("zone", "status"), [pytest.param("GMT", 304, id="IMF-fixdate"), pytest.param("UTC", 200, id="zone UTC")]
+)
+async def test_a_malformed_if_modified_since_is_ignored(
+    grenier: Grenier, origin: Origin, zone: str, status: int
+) -> None:
+    """RFC 9110 §13.1.3 with §5.6.7: a client's If-Modified-Since that is not a valid HTTP-date is ignored, so a
+    fresh entry answers with the whole response instead of a 304."""
+    path = unique("ims")
+    modified = "Sun, 06 Nov 1994 08:49:37 GMT"
+    origin.program(path, numbered(("Cache-Control", "max-age=600"), ("Last-Modified", modified)))
+    await via_proxy(grenier, origin.url(path))
+    reply = await via_proxy(grenier, origin.url(path), headers={"If-Modified-Since": modified.replace("GMT", zone)})
+    assert reply.status == status
+    assert reply.headers["Cache-Status"].startswith("grenier;hit")
+    assert reply.text == ("" if status == 304 else "answer 1")
