@@ -201,8 +201,7 @@ def _parse_cache_control(raw_values: tuple[str, ...]) -> CacheControl:
 
 # --- targeted cache control (RFC 9213) ------------------------------------------------------------------------
 
-#: RFC 9213 §3.1: the targeted field every CDN cache reads; grenier is one (a shared cache in front of origins).
-CDN_CACHE_CONTROL = "cdn-cache-control"
+# The target list itself (grenier's own field, then CDN-Cache-Control) is ``CacheSettings.targets``.
 
 _DELTA_DIRECTIVES = {
     "max-age": "max_age",
@@ -281,6 +280,8 @@ def response_cc(headers: Headers, targets: tuple[str, ...] = ()) -> CacheControl
     """The directives governing this cache for a response (RFC 9213 precedence over ``Cache-Control``)."""
     return response_directives(headers, targets)[0]
 
+
+# --- HTTP-dates (RFC 9110 §5.6.7) -----------------------------------------------------------------------------
 
 _DAY = "(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
 _DAY_LONG = "(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
