@@ -16,3 +16,4 @@ class Count(StrEnum):
     STORED = "stored"
     NOT_STORED = "not_stored"
     STALE_IF_ERROR = "stale_if_error"
+    STALE_IF_UNREACHABLE = "stale_if_unreachable"

@@ -68,9 +68,6 @@ class Failed:
 
 Outcome = Fetched | Failed
 
-#: ``Fetched.detail`` when a stale response stands in for a failed refresh (RFC 5861 §4).
-STALE_IF_ERROR = "stale-if-error"
-
 
 def shareable(outcome: Outcome, sent: Headers) -> bool:
     """May a request that sends ``sent`` upstream use this outcome of a job another request started?

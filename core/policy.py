@@ -7,14 +7,18 @@ RFC 9111 unless another RFC is named.
 
 from __future__ import annotations
 
+import calendar
 import functools
 import hashlib
+import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urljoin, urlsplit
 
-from werkzeug.http import parse_date, parse_list_header, unquote_header_value
+import http_sf
+from werkzeug.http import parse_list_header, unquote_header_value
 
 from .settings import CacheSettings
 
@@ -195,16 +199,157 @@ def _parse_cache_control(raw_values: tuple[str, ...]) -> CacheControl:
     return CacheControl._parse(raw_values)
 
 
-@functools.lru_cache(maxsize=4096)
-def http_date(raw: str | None) -> float | None:
-    """An HTTP-date (RFC 9110 §5.6.7, all three historic forms) as epoch seconds, or ``None`` when invalid."""
-    if raw is None:
+# --- targeted cache control (RFC 9213) ------------------------------------------------------------------------
+
+# The target list itself (grenier's own field, then CDN-Cache-Control) is ``CacheSettings.targets``.
+
+_DELTA_DIRECTIVES = {
+    "max-age": "max_age",
+    "s-maxage": "s_maxage",
+    "stale-while-revalidate": "stale_while_revalidate",
+    "stale-if-error": "stale_if_error",
+}
+_FLAG_DIRECTIVES = {
+    "no-store": "no_store",
+    "public": "public",
+    "must-revalidate": "must_revalidate",
+    "proxy-revalidate": "proxy_revalidate",
+    "must-understand": "must_understand",
+    "immutable": "immutable",
+    "no-transform": "no_transform",
+}
+_LISTING_DIRECTIVES = {"no-cache": ("no_cache", "no_cache_fields"), "private": ("private", "private_fields")}
+
+
+def targeted_directives(raw_values: Sequence[str]) -> CacheControl | None:
+    """RFC 9213 §2.2: a targeted field's value, a Structured Fields Dictionary (RFC 8941 §3.2), as directives; or
+    ``None`` when it is empty or does not parse, so the field is ignored as if absent.
+
+    Its lines are combined as one dictionary (a later key wins, RFC 8941). A directive whose value has the wrong
+    type (``max-age=1.5``, ``max-age="60"``, a negative number) is not consumed (§2.1 asks implementations not to
+    coerce them); field-name arguments of ``private`` and ``no-cache`` are an sf-string of comma-separated names.
+    """
+    joined = ", ".join(raw_values).strip()
+    if not joined:
         return None
     try:
-        parsed = parse_date(raw)
-    except (ValueError, OverflowError):
+        parsed = http_sf.parse(joined.encode("ascii"), tltype="dictionary")
+    except (http_sf.StructuredFieldError, UnicodeEncodeError, ValueError):
         return None
-    return parsed.timestamp() if parsed is not None else None
+    if not isinstance(parsed, dict) or not parsed:
+        return None
+    found: dict[str, object] = {}
+    for key, member in parsed.items():
+        value = member[0] if isinstance(member, tuple) else None  # an inner list (a list) is never a directive value
+        if key in _DELTA_DIRECTIVES:
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                found[_DELTA_DIRECTIVES[key]] = min(value, DELTA_MAX)
+        elif key in _FLAG_DIRECTIVES:
+            if value is True:
+                found[_FLAG_DIRECTIVES[key]] = True
+        elif key in _LISTING_DIRECTIVES:
+            flag, names = _LISTING_DIRECTIVES[key]
+            if value is True:
+                found[flag] = True
+            elif isinstance(value, str):
+                found[flag] = True
+                found[names] = tuple(n.strip().lower() for n in value.split(",") if n.strip())
+    return CacheControl(**found)  # type: ignore[arg-type]
+
+
+@functools.lru_cache(maxsize=4096)
+def response_directives(headers: Headers, targets: tuple[str, ...] = ()) -> tuple[CacheControl, str | None]:
+    """The directives that govern this cache for a response, and the targeted field they came from (``None``:
+    ``Cache-Control``).
+
+    RFC 9213 §2.1: the first field of the target list that is present with a valid, non-empty value wins wholly;
+    ``Cache-Control`` (and ``Expires``, see :func:`explicit_lifetime`) and the other targeted fields are then
+    ignored for this cache's storing and freshness, although they are still stored and passed on. Memoised per
+    field set, like :meth:`CacheControl.of`.
+    """
+    for name in targets:
+        found = values(headers, name)
+        if found:
+            directives = targeted_directives(found)
+            if directives is not None:
+                return directives, name
+    return CacheControl.of(headers), None
+
+
+def response_cc(headers: Headers, targets: tuple[str, ...] = ()) -> CacheControl:
+    """The directives governing this cache for a response (RFC 9213 precedence over ``Cache-Control``)."""
+    return response_directives(headers, targets)[0]
+
+
+# --- HTTP-dates (RFC 9110 §5.6.7) -----------------------------------------------------------------------------
+
+_DAY = "(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+_DAY_LONG = "(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTH = f"(?P<month>{'|'.join(_MONTHS)})"
+_TIME = "(?P<hour>[0-9]{2}):(?P<minute>[0-9]{2}):(?P<second>[0-9]{2})"
+
+#: RFC 9110 §5.6.7: the three spellings a recipient accepts, each exactly: case-sensitive names, single spaces,
+#: two-digit day and time parts, ``GMT`` and nothing else. ``Sun, 06 Nov 1994 08:49:37 GMT`` (IMF-fixdate),
+#: ``Sunday, 06-Nov-94 08:49:37 GMT`` (RFC 850), ``Sun Nov  6 08:49:37 1994`` (asctime).
+_IMF_FIXDATE = re.compile(f"{_DAY}, (?P<day>[0-9]{{2}}) {_MONTH} (?P<year>[0-9]{{4}}) {_TIME} GMT")
+_RFC850_DATE = re.compile(f"{_DAY_LONG}, (?P<day>[0-9]{{2}})-{_MONTH}-(?P<year>[0-9]{{2}}) {_TIME} GMT")
+_ASCTIME_DATE = re.compile(f"{_DAY} {_MONTH} (?P<day>[0-9]{{2}}| [0-9]) {_TIME} (?P<year>[0-9]{{4}})")
+_DATE_FORMATS = (_IMF_FIXDATE, _RFC850_DATE, _ASCTIME_DATE)
+
+#: Without a clock to compare with, a two-digit RFC 850 year is read against this year (RFC 9110 §5.6.7's
+#: "more than 50 years in the future" rule); callers that know the message's time pass its year instead.
+RFC850_REFERENCE_YEAR = 2026
+
+
+@functools.lru_cache(maxsize=4096)
+def http_date(raw: str | None, reference_year: int = RFC850_REFERENCE_YEAR) -> float | None:
+    """An HTTP-date (RFC 9110 §5.6.7) as epoch seconds, or ``None`` when it is not exactly one of the three forms.
+
+    Nothing is guessed: another zone (``UTC``, ``+0000``), a missing comma, extra spaces, a one-digit hour, a
+    two-digit year outside RFC 850, dashes or dots where they do not belong all make the value invalid, and the
+    caller's rule for an invalid date applies (RFC 9111 §5.3: an invalid ``Expires`` is already expired). The
+    surrounding whitespace a field value may carry (RFC 9110 §5.5) is not part of it. The day name is not checked
+    against the date (the grammar does not ask it). A leap second (``:60``) is accepted; year 0000 is not (no
+    calendar has it). Memoised: stored responses ask for the same few dates on every hit.
+    """
+    if raw is None:
+        return None
+    text = raw.strip(" \t")
+    for form in _DATE_FORMATS:
+        match = form.fullmatch(text)
+        if match is not None:
+            break
+    else:
+        return None
+    year = int(match["year"])
+    if form is _RFC850_DATE:
+        # RFC 9110 §5.6.7: a two-digit year more than 50 years ahead is the most recent past year with those digits.
+        year += reference_year // 100 * 100
+        if year > reference_year + 50:
+            year -= 100
+    month = _MONTHS.index(match["month"]) + 1
+    day, hour, minute, second = (int(match[part]) for part in ("day", "hour", "minute", "second"))
+    if year < 1 or not (1 <= day <= calendar.monthrange(year, month)[1] and hour < 24 and minute < 60 and second <= 60):
+        return None
+    return float(calendar.timegm((year, month, day, hour, minute, second)))
+
+
+def date_field(headers: Iterable[tuple[str, str]], name: str, at: float | None = None) -> float | None:
+    """The one HTTP-date a field carries, or ``None`` when it is absent, invalid, or sent more than once (a
+    singleton field; one with a list or several lines says nothing reliable, RFC 9110 §5.5). ``at`` (the message's
+    time, when known) anchors two-digit years."""
+    found = values(headers, name)
+    if len(found) != 1:
+        return None
+    return http_date(found[0], RFC850_REFERENCE_YEAR if at is None else _year_of(at))
+
+
+def _year_of(epoch: float) -> int:
+    try:
+        return time.gmtime(epoch).tm_year
+    except (OverflowError, OSError, ValueError):
+        return RFC850_REFERENCE_YEAR
 
 
 # --- storing (§3) ---------------------------------------------------------------------------------------------
@@ -219,7 +364,7 @@ def not_storable_reason(
     if status < 200 or status in {206, 304}:
         return f"status {status} is not a complete final response"
     req = CacheControl.of(request_headers)
-    resp = CacheControl.of(response_headers)
+    resp = response_cc(response_headers, rules.targets)
     if req.no_store:
         return "request said no-store"
     if resp.must_understand:
@@ -241,7 +386,7 @@ def not_storable_reason(
     too_costly = _too_costly(response_headers, varies, rules)
     if too_costly is not None:
         return too_costly
-    explicit = explicit_lifetime(response_headers, 0.0) is not None
+    explicit = explicit_lifetime(response_headers, 0.0, rules.targets) is not None
     if not explicit and _caused_by_request(status):
         return f"status {status} may answer this request's own fields, and has no explicit freshness"
     if status not in HEURISTIC_STATUSES and not explicit and not resp.public:
@@ -272,15 +417,15 @@ def _too_costly(headers: Headers, varies: tuple[str, ...], rules: CacheSettings)
     return None
 
 
-def may_replace(stored_status: int, status: int, headers: Headers) -> bool:
+def may_replace(stored_status: int, status: int, headers: Headers, targets: tuple[str, ...] = ()) -> bool:
     """Poisoning guard: an error without explicit freshness never replaces a stored non-error response."""
-    return not (status >= 400 and stored_status < 400 and explicit_lifetime(headers, 0.0) is None)
+    return not (status >= 400 and stored_status < 400 and explicit_lifetime(headers, 0.0, targets) is None)
 
 
-def storable_headers(headers: Sequence[tuple[str, str]]) -> Headers:
+def storable_headers(headers: Sequence[tuple[str, str]], targets: tuple[str, ...] = ()) -> Headers:
     """Fields to keep: no hop-by-hop ones (RFC 9110 §7.6.1) nor those ``private=``/``no-cache=`` name (§5.2.2)."""
     named = {n.strip().lower() for v in values(headers, "connection") for n in v.split(",")}
-    cc = CacheControl.of(headers)
+    cc = response_cc(tuple(headers), targets)
     drop = HOP_BY_HOP | named | set(cc.private_fields) | set(cc.no_cache_fields)
     return tuple((k, v) for k, v in headers if k.lower() not in drop)
 
@@ -288,31 +433,34 @@ def storable_headers(headers: Sequence[tuple[str, str]]) -> Headers:
 # --- freshness and age (§4.2) ---------------------------------------------------------------------------------
 
 
-def explicit_lifetime(headers: Headers, response_time: float) -> float | None:
-    """§4.2.1 for a shared cache: s-maxage, then max-age, then Expires minus Date; ``None`` when none is given."""
-    cc = CacheControl.of(headers)
+def explicit_lifetime(headers: Headers, response_time: float, targets: tuple[str, ...] = ()) -> float | None:
+    """§4.2.1 for a shared cache: s-maxage, then max-age, then Expires minus Date; ``None`` when none is given.
+
+    A targeted field in use (RFC 9213 §2.1) replaces Cache-Control and Expires both. §5.3: an Expires that is not
+    one valid HTTP-date (malformed, a list, or several lines) means already expired.
+    """
+    cc, targeted = response_directives(headers, targets)
     if cc.s_maxage is not None:
         return float(cc.s_maxage)
     if cc.max_age is not None:
         return float(cc.max_age)
-    expires_values = values(headers, "expires")
-    if expires_values:
-        expires = http_date(expires_values[0])
+    if targeted is None and values(headers, "expires"):
+        expires = date_field(headers, "expires", response_time)
         if expires is None:
-            return 0.0  # §5.3: an invalid Expires (e.g. "0") means already expired
-        date = http_date(first(headers, "date"))
+            return 0.0
+        date = date_field(headers, "date", response_time)
         return max(0.0, expires - (response_time if date is None else date))
     return None
 
 
 def heuristic_lifetime(status: int, headers: Headers, response_time: float, rules: CacheSettings) -> float | None:
     """§4.2.2: a fraction of the time since Last-Modified, for heuristically cacheable (or public) responses."""
-    if status not in HEURISTIC_STATUSES and not CacheControl.of(headers).public:
+    if status not in HEURISTIC_STATUSES and not response_cc(headers, rules.targets).public:
         return None
-    last_modified = http_date(first(headers, "last-modified"))
+    last_modified = date_field(headers, "last-modified", response_time)
     if last_modified is None:
         return None
-    date = http_date(first(headers, "date"))
+    date = date_field(headers, "date", response_time)
     since = (response_time if date is None else date) - last_modified
     if since <= 0:
         return None
@@ -321,7 +469,7 @@ def heuristic_lifetime(status: int, headers: Headers, response_time: float, rule
 
 def freshness_lifetime(status: int, headers: Headers, response_time: float, rules: CacheSettings) -> float:
     """Explicit freshness, else heuristic, else the operator's ``default_ttl``; never over ``max_ttl``."""
-    lifetime = explicit_lifetime(headers, response_time)
+    lifetime = explicit_lifetime(headers, response_time, rules.targets)
     if lifetime is None:
         lifetime = heuristic_lifetime(status, headers, response_time, rules)
     if lifetime is None:
@@ -338,11 +486,19 @@ def current_age(headers: Headers, request_time: float, response_time: float, now
 def initial_age(headers: Headers, request_time: float, response_time: float) -> float:
     """§4.2.3 ``corrected_initial_age``: how old the response was when it arrived. It depends on the stored
     response alone, which every hit on it asks again: memoised (the answer is a number)."""
-    date = http_date(first(headers, "date"))
+    date = date_field(headers, "date", response_time)
     apparent_age = max(0.0, response_time - date) if date is not None else 0.0
-    age_value = _delta_seconds((first(headers, "age") or "").strip()) or 0
+    age_value = age_field(headers)
     response_delay = max(0.0, response_time - request_time)
     return max(apparent_age, age_value + response_delay)
+
+
+def age_field(headers: Headers) -> int:
+    """§5.1 ``Age`` read conservatively: the largest valid delta-seconds among all its lines and list members, so
+    that a list (``7200, 0``) or a second line never makes a response younger than one of its members says; 0 when
+    none is valid (a member that is not a non-negative integer, like ``-1`` or ``7.5``, is ignored)."""
+    ages = [_delta_seconds(member.strip()) for raw in values(headers, "age") for member in raw.split(",")]
+    return max((a for a in ages if a is not None), default=0)
 
 
 def _window(directive: int | None, default: float) -> float:
@@ -351,7 +507,7 @@ def _window(directive: int | None, default: float) -> float:
 
 def retention(headers: Headers, lifetime: float, rules: CacheSettings) -> float:
     """How long the store keeps an entry: its freshness plus time to be revalidated or served stale."""
-    cc = CacheControl.of(headers)
+    cc = response_cc(headers, rules.targets)
     extra = max(
         rules.stale_keep,
         _window(cc.stale_while_revalidate, rules.stale_while_revalidate),
@@ -420,7 +576,7 @@ def decide(request_headers: Headers, stored: StoredTimes | None, now: float, rul
     if stored is None:
         return Forward("uri-miss")
     req = CacheControl.of(request_headers)
-    resp = CacheControl.of(stored.headers)
+    resp = response_cc(stored.headers, rules.targets)
     age = current_age(stored.headers, stored.request_time, stored.response_time, now)
     ttl = stored.lifetime - age
     if resp.validate_every_use:
@@ -441,9 +597,23 @@ def decide(request_headers: Headers, stored: StoredTimes | None, now: float, rul
     return Forward("stale")
 
 
+def stale_if_unreachable_allows(stored: StoredTimes, now: float, rules: CacheSettings) -> bool:
+    """§4.2.4: a cache that is disconnected from the origin (it refused or dropped the connection, no response at
+    all) may serve a stale response, within ``cache.stale_if_unreachable`` seconds of staleness (0: never), unless
+    the response forbids it: ``must-revalidate``, ``proxy-revalidate``, ``s-maxage`` (§5.2.2.2, §5.2.2.8,
+    §5.2.2.10) or ``no-cache`` (§5.2.2.4, never used without validation)."""
+    if rules.stale_if_unreachable <= 0:
+        return False
+    resp = response_cc(stored.headers, rules.targets)
+    if resp.never_stale or resp.validate_every_use:
+        return False
+    staleness = current_age(stored.headers, stored.request_time, stored.response_time, now) - stored.lifetime
+    return staleness <= rules.stale_if_unreachable
+
+
 def stale_if_error_allows(request_headers: Headers, stored: StoredTimes, now: float, rules: CacheSettings) -> bool:
     """RFC 5861 §4: may this stale response stand in for a failed refresh (network error or 5xx)?"""
-    resp = CacheControl.of(stored.headers)
+    resp = response_cc(stored.headers, rules.targets)
     if resp.never_stale or resp.validate_every_use:
         return False
     staleness = current_age(stored.headers, stored.request_time, stored.response_time, now) - stored.lifetime
@@ -498,11 +668,18 @@ class DoNotStore:
     freshened: bool = False
 
 
+#: ``StandIn.detail`` (and Cache-Status's): why a stale response stands in for a failure.
+STALE_IF_ERROR = "stale-if-error"
+STALE_IF_UNREACHABLE = "stale (origin unreachable)"
+
+
 @dataclass(frozen=True)
 class StandIn:
-    """RFC 5861 §4: the stale stored response stands in for the failure ``reason``, which stale-if-error allows."""
+    """The stale stored response stands in for the failure ``reason``: allowed by stale-if-error (RFC 5861 §4),
+    or, when the origin could not be reached at all, by §4.2.4 (``detail`` says which)."""
 
     reason: str
+    detail: str = STALE_IF_ERROR
 
 
 @dataclass(frozen=True)
@@ -517,17 +694,26 @@ ERROR_KEEPS_STORED = "an error without explicit freshness does not replace the s
 
 
 def after_fetch(
-    request_headers: Headers, stored: StoredTimes | None, received: Received | None, now: float, rules: CacheSettings
+    request_headers: Headers,
+    stored: StoredTimes | None,
+    received: Received | None,
+    now: float,
+    rules: CacheSettings,
+    *,
+    unreachable: bool = False,
 ) -> AfterFetch:
     """What the fetch job does with what came back, ``decide``'s twin for the other half of a miss.
 
     ``request_headers`` are the fields the job sent (they select the variant and carry the request's directives);
     ``stored`` the response the cache held for them, if any; ``received`` the upstream's answer, ``None`` when it
-    gave none (connection error, timeout, refusal).
+    gave none (connection error, timeout, refusal); ``unreachable`` when that was because the origin refused or
+    dropped the connection before any response (§4.2.4: the cache is disconnected).
     """
     if received is None:
         if stored is not None and stale_if_error_allows(request_headers, stored, now, rules):
             return StandIn("the upstream gave no response")
+        if unreachable and stored is not None and stale_if_unreachable_allows(stored, now, rules):
+            return StandIn("the origin could not be reached", STALE_IF_UNREACHABLE)
         return Fail()
     freshened = received.status == 304 and stored is not None and bool(validators(stored.headers))
     if stored is not None and freshened:
@@ -535,10 +721,10 @@ def after_fetch(
     elif received.status >= 500 and stored is not None and stale_if_error_allows(request_headers, stored, now, rules):
         return StandIn(f"upstream answered {received.status}")
     else:
-        status, headers = received.status, storable_headers(received.headers)
+        status, headers = received.status, storable_headers(received.headers, rules.targets)
     lifetime = freshness_lifetime(status, headers, received.response_time, rules)
     reason = not_storable_reason("GET", status, request_headers, headers, rules)
-    if reason is None and stored is not None and not may_replace(stored.status, status, headers):
+    if reason is None and stored is not None and not may_replace(stored.status, status, headers, rules.targets):
         reason = ERROR_KEEPS_STORED
     keep = retention(headers, lifetime, rules)
     if reason is None and keep <= 0:
@@ -546,6 +732,62 @@ def after_fetch(
     if reason is not None:
         return DoNotStore(status, headers, lifetime, reason, freshened)
     return Freshen(status, headers, lifetime, keep) if freshened else Store(status, headers, lifetime, keep)
+
+
+# --- a HEAD response about a stored GET response (§4.3.5) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MarkStale:
+    """§4.3.5: the HEAD response describes another representation than the stored one: consider it stale."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class LeaveStored:
+    """The HEAD response says nothing grenier may apply to the stored response; ``reason`` says why."""
+
+    reason: str
+
+
+AfterHead = Freshen | MarkStale | LeaveStored
+
+
+def head_matches(stored_headers: Headers, stored_size: int, received: Headers) -> bool:
+    """§4.3.5: does a HEAD response describe the stored response? Every validator it carries (``ETag``,
+    ``Last-Modified``) equals the stored one, it carries at least one, and its ``Content-Length``, if any, is the
+    stored body's size."""
+    carried = [name for name in ("etag", "last-modified") if values(received, name)]
+    if not carried:
+        return False
+    if any(values(received, name) != values(stored_headers, name) for name in carried):
+        return False
+    length = values(received, "content-length")
+    return not length or length == [str(stored_size)]
+
+
+def after_head(
+    request_headers: Headers, stored: StoredTimes | None, stored_size: int, received: Received, rules: CacheSettings
+) -> AfterHead:
+    """§4.3.5: what a 200 answering grenier's own inbound HEAD request does to the stored GET response that could
+    have answered that request: its fields updated like a 304's (§3.2, :func:`freshen`) when the validators match,
+    else it is considered stale. Fields are updated only from a response grenier may share (a HEAD relayed with
+    credentials, or answered ``private``, ``no-store`` or with ``Set-Cookie``, updates nothing): a requester's own
+    answer must not rewrite what everyone is served. A mismatch marks stale all the same: that costs a
+    revalidation, never a wrong answer."""
+    if stored is None:
+        return LeaveStored("nothing stored for this request")
+    if received.status != 200:
+        return LeaveStored(f"HEAD answered {received.status}, not 200")
+    if not head_matches(stored.headers, stored_size, received.headers):
+        return MarkStale("the HEAD response's validators or length differ from the stored response's")
+    headers = freshen(stored.headers, received.headers)
+    reason = not_storable_reason("GET", stored.status, request_headers, storable_headers(received.headers), rules)
+    if reason is not None:
+        return LeaveStored(reason)
+    lifetime = freshness_lifetime(stored.status, headers, received.response_time, rules)
+    return Freshen(stored.status, headers, lifetime, retention(headers, lifetime, rules))
 
 
 # --- validation (§4.3) ----------------------------------------------------------------------------------------
@@ -558,7 +800,7 @@ def validators(headers: Headers) -> Headers:
     if etag:
         found.append(("If-None-Match", etag))
     last_modified = first(headers, "last-modified")
-    if last_modified and http_date(last_modified) is not None:
+    if last_modified and date_field(headers, "last-modified") is not None:
         found.append(("If-Modified-Since", last_modified))
     return tuple(found)
 
@@ -588,10 +830,11 @@ def not_modified(request_headers: Headers, status: int, stored: Headers) -> bool
         etag = first(stored, "etag")
         tags = [t for v in inm for t in _etags(v)]
         return "*" in tags or (etag is not None and any(_weak_match(t, etag) for t in tags))
-    ims = http_date(first(request_headers, "if-modified-since"))
+    # RFC 9110 §13.1.3: an If-Modified-Since that is not exactly one valid HTTP-date is ignored.
+    ims = date_field(request_headers, "if-modified-since")
     if ims is None:
         return False
-    modified = http_date(first(stored, "last-modified")) or http_date(first(stored, "date"))
+    modified = date_field(stored, "last-modified") or date_field(stored, "date")
     return modified is not None and modified <= ims
 
 

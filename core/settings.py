@@ -134,6 +134,20 @@ class CacheSettings:
     stale_if_error: int = field(
         default=0, metadata=_doc("Default stale-if-error window (s) for responses that set none (RFC 5861); 0: off.")
     )
+    stale_if_unreachable: int = field(
+        default=86400,
+        metadata=_doc(
+            "When the origin gives no response at all (connection refused or dropped), serve a stored response"
+            " up to this many seconds stale, marked stale, unless it forbids it (RFC 9111 4.2.4); 0: off."
+        ),
+    )
+    targeted_field: str = field(
+        default="Grenier-Cache-Control",
+        metadata=_doc(
+            "grenier's own targeted cache-control field (RFC 9213): it wins over CDN-Cache-Control, which wins"
+            " over Cache-Control, and is never passed on to clients; empty: none."
+        ),
+    )
     memory_bytes: int = field(
         default=256 * 1024 * 1024,
         metadata=_doc(
@@ -191,6 +205,14 @@ class CacheSettings:
         default=25.0,
         metadata=_doc('How long (s) a request waits when `miss = "wait"` and it sent no `Prefer`.'),
     )
+
+    @cached_property
+    def targets(self) -> tuple[str, ...]:
+        """RFC 9213 §2.1: the target list, most specific first and lower-cased: ``targeted_field`` (when set),
+        then ``CDN-Cache-Control``, since grenier is a shared cache in front of origins, like a CDN's."""
+        own = self.targeted_field.strip().lower()
+        cdn = "cdn-cache-control"
+        return (own, cdn) if own and own != cdn else (cdn,)
 
 
 @dataclass(frozen=True)
@@ -365,6 +387,7 @@ _ZERO_ALLOWED = frozenset(
         "cache.heuristic_max",
         "cache.stale_while_revalidate",
         "cache.stale_if_error",
+        "cache.stale_if_unreachable",
         "cache.hot_bytes",
         "upstream.retries",
         "upstream.retry_backoff",
@@ -406,6 +429,9 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"upstream.origin: must be an absolute http(s) URL, got {s.upstream.origin!r}")
         if parts.query or parts.fragment:
             raise ConfigError("upstream.origin: must not carry a query or fragment")
+    own = s.cache.targeted_field
+    if own and (not own.isascii() or not all(c.isalnum() or c in "!#$%&'*+-.^_`|~" for c in own)):
+        raise ConfigError(f"cache.targeted_field: must be a field name (a token) or empty, got {own!r}")
     if not s.jobs.queue:
         raise ConfigError("jobs.queue: must not be empty")
     if not s.server.pseudonym or not s.server.pseudonym.replace("-", "").replace(".", "").isalnum():

@@ -23,8 +23,8 @@ from core import lookup, policy
 from core.counts import Count
 from core.forwarding import marks
 from core.netguard import TargetRefused
-from core.outcome import STALE_IF_ERROR, Failed, Fetched, Outcome
-from core.policy import Headers
+from core.outcome import Failed, Fetched, Outcome
+from core.policy import STALE_IF_ERROR, STALE_IF_UNREACHABLE, Headers
 from core.queue import JobMessage
 from core.records import BodyRef, JobRecord, StoredResponse
 from core.settings import Settings
@@ -93,6 +93,8 @@ def _counts(outcome: Outcome) -> dict[Count, int]:
         return {Count.JOBS_FAILED: 1}
     if outcome.detail == STALE_IF_ERROR:
         return {Count.JOBS_DONE: 1, Count.STALE_IF_ERROR: 1}
+    if outcome.detail == STALE_IF_UNREACHABLE:
+        return {Count.JOBS_DONE: 1, Count.STALE_IF_UNREACHABLE: 1}
     return {Count.JOBS_DONE: 1, Count.STORED if outcome.stored else Count.NOT_STORED: 1}
 
 
@@ -121,18 +123,29 @@ async def _fetch_and_store(env: JobEnv, url: str, headers: Headers) -> Outcome:
         failure = Failed(exc.kind, exc.detail)
     except TimeoutError:
         failure = Failed("timeout", f"job exceeded its {limit:g} s time limit")
-    decision = policy.after_fetch(headers, stored.times if stored else None, None, time.time(), env.settings.cache)
+    # "connect": the origin refused or dropped the connection before any response (the cache is disconnected).
+    decision = policy.after_fetch(
+        headers,
+        stored.times if stored else None,
+        None,
+        time.time(),
+        env.settings.cache,
+        unreachable=failure.kind == "connect",
+    )
     if isinstance(decision, policy.StandIn):
-        return _stand_in(url, found, headers, None, failure.detail)
+        return _stand_in(url, found, headers, None, failure.detail, detail=decision.detail)
     log.info("job: %s failed: %s", url, failure.detail)
     return failure
 
 
-def _stand_in(url: str, found: lookup.Found, sent: Headers, fwd_status: int | None, error: str) -> Fetched:
-    """RFC 5861 §4: the stored (stale) response stands in for ``error``; the outcome names it by its key."""
+def _stand_in(
+    url: str, found: lookup.Found, sent: Headers, fwd_status: int | None, error: str, *, detail: str
+) -> Fetched:
+    """The stored (stale) response stands in for ``error`` (``detail``: stale-if-error, or the origin unreachable);
+    the outcome names it by its key."""
     assert found.entry is not None  # after_fetch stands in only a stored response
-    log.info("job: %s failed (%s); serving stale (stale-if-error)", url, error)
-    return Fetched(fwd_status, key=found.key, detail=STALE_IF_ERROR, error=error, **_variant(found.entry.headers, sent))
+    log.info("job: %s failed (%s); serving stale (%s)", url, error, detail)
+    return Fetched(fwd_status, key=found.key, detail=detail, error=error, **_variant(found.entry.headers, sent))
 
 
 async def _carry_out(
@@ -143,8 +156,8 @@ async def _carry_out(
     match decision:
         case policy.Fail():  # only ever the answer to no response at all
             raise AssertionError("after_fetch failed a received response")
-        case policy.StandIn(reason=reason):
-            return _stand_in(url, found, headers, got.status, reason)
+        case policy.StandIn(reason=reason, detail=detail):
+            return _stand_in(url, found, headers, got.status, reason, detail=detail)
         case policy.Freshen():
             assert stored is not None
             # A 304 has no body: the freshened entry points at the stored body (inline, or the same chunks, kept

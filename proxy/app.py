@@ -50,7 +50,16 @@ def server_app(settings: Settings, backends: Backends) -> web.Application:
         if "Cache-Status" not in response.headers:
             response.headers["Cache-Status"] = cache_status(name, fwd="bypass")
 
+    own_field = settings.cache.targeted_field
+
+    async def strip_own_targeted_field(request: web.Request, response: web.StreamResponse) -> None:
+        """RFC 9213 §2.1: grenier's own targeted field is addressed to grenier alone, so no response (a hit, a
+        job's outcome, a relay) passes it on; ``CDN-Cache-Control`` is left for the caches downstream."""
+        if own_field:
+            response.headers.popall(own_field, None)
+
     app.on_response_prepare.append(default_cache_status)
+    app.on_response_prepare.append(strip_own_targeted_field)
     app.on_response_prepare.append(close_after_http10_framing)
     add_routes(app, reverse=bool(settings.upstream.origin))
 

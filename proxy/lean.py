@@ -140,6 +140,7 @@ class LeanHits:
         self._metrics = metrics
         self._rules = settings.cache
         self._pseudonym = settings.server.pseudonym
+        self._own_field = settings.cache.targeted_field
         self._origin = settings.upstream.origin
         self._networks = tuple(ipaddress.ip_network(c, strict=False) for c in settings.server.allow_clients)
         self._users = bool(settings.server.proxy_users)
@@ -305,6 +306,8 @@ class LeanHits:
         if block is not None and block.entry is entry:
             return block
         headers = responses.hit_fields(entry.headers, self._pseudonym)
+        if self._own_field:  # RFC 9213 §2.1: addressed to grenier alone (app.py strips it on the full path)
+            headers.popall(self._own_field, None)
         if api:
             responses.make_foreign(headers)
         headers.setdefault("Content-Type", "application/octet-stream")

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from dataclasses import replace
+from typing import assert_never
 
 import aiohttp
 from aiohttp import web
@@ -62,6 +65,7 @@ async def _body(request: web.Request, limit: int, timeout: float) -> bytes | Non
 async def relay(request: web.Request, url: str, fwd: str, detail: str | None = None) -> web.StreamResponse:
     svc = request.app[SERVICES]
     body = await _body(request, svc.settings.server.max_body_bytes, svc.settings.server.body_timeout)
+    request_time = time.time()
     try:
         upstream = await svc.upstream.session_for(url).request(
             request.method,
@@ -100,6 +104,9 @@ async def relay(request: web.Request, url: str, fwd: str, detail: str | None = N
         )
     async with upstream:
         fields = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream.raw_headers]
+        if request.method == "HEAD":
+            received = policy.Received(upstream.status, tuple(fields), request_time, time.time())
+            await _head_update(request, url, received)
         # Invalidate before the client sees the response, so its next GET cannot be served the old entry.
         for target in policy.invalidated_urls(request.method, upstream.status, url, tuple(fields)):
             try:
@@ -121,3 +128,47 @@ async def relay(request: web.Request, url: str, fwd: str, detail: str | None = N
             raise ResponseCutShort(f"upstream body cut short: {exc}") from exc
         await response.write_eof()
     return response
+
+
+async def _head_update(request: web.Request, url: str, received: policy.Received) -> None:
+    """RFC 9111 §4.3.5: a HEAD response updates the stored GET response that could have answered the request, or
+    marks it stale, as :func:`core.policy.after_head` decides. A failure here never fails the relay."""
+    svc = request.app[SERVICES]
+    rules = svc.settings.cache
+    req_headers = tuple(request.headers.items())
+    try:
+        found = await lookup.find(
+            svc.store, url, forwarding.for_job(req_headers, svc.settings.upstream.forward_headers)
+        )
+        entry = found.entry
+        decision = policy.after_head(
+            req_headers, entry.times if entry else None, entry.size if entry else 0, received, rules
+        )
+        match decision:
+            case policy.LeaveStored():
+                return
+            case policy.Freshen(headers=headers, lifetime=lifetime, keep=keep):
+                assert entry is not None
+                updated = replace(
+                    entry,
+                    headers=headers,
+                    request_time=received.request_time,
+                    response_time=received.response_time,
+                    lifetime=lifetime,
+                )
+            case policy.MarkStale():
+                assert entry is not None
+                updated = replace(entry, lifetime=0.0)
+                keep = policy.retention(entry.headers, 0.0, rules)
+            case _:
+                assert_never(decision)
+        if entry.body_ref is not None:
+            await svc.store.keep_chunks(entry.body_ref.name, entry.body_ref.count, keep + CHUNK_MARGIN)
+        await svc.store.put_entry(found.key, updated, keep)
+        log.info("HEAD %s: stored response %s", url, "updated" if isinstance(decision, policy.Freshen) else "stale")
+    except Exception as exc:  # the client's answer matters more than the stored copy: it is never lost over this
+        log.warning("HEAD %s: stored response not updated: %s", url, exc)
+
+
+#: Chunks outlive the entry that points at them by this much (as the fetch job keeps them).
+CHUNK_MARGIN = 60.0

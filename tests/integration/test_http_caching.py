@@ -11,14 +11,16 @@ import asyncio
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
+from email.utils import formatdate
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.support.http import Reply, get, send
-from tests.support.origins import Origin, unique
+from tests.support.origins import Answer, Origin, Seen, unique
 from tests.support.polling import async_wait_until
 from tests.support.processes import Launcher
 
@@ -232,3 +234,233 @@ async def test_fetch_endpoint_cuts_a_range_from_the_whole_response(grenier: Gren
         assert r.headers["Content-Range"].startswith("bytes 0-4/")
         assert "stored" in r.headers["Cache-Status"]
     assert origin.hits(path) == 1
+
+
+def numbered(*fields: tuple[str, str]) -> Callable[[int, Seen], Answer]:
+    """An origin program: the same fields on every answer, and a body that says which request it answers."""
+    return lambda n, seen: Answer(200, (("Content-Type", "text/plain"), *fields), f"answer {n}".encode())
+
+
+@pytest.mark.parametrize(
+    ("expires", "reused"),
+    [
+        pytest.param("Thu, 01 Dec 2050 16:00:00 GMT", True, id="IMF-fixdate is a date"),
+        pytest.param("Thu, 01 Dec 2050 16:00:00 UTC", False, id="zone UTC is invalid"),
+        pytest.param("Thu, 01 Dec 50 16:00:00 GMT", False, id="2-digit year is invalid"),
+        pytest.param("Thu 01 Dec 2050 16:00:00 GMT", False, id="no comma is invalid"),
+        pytest.param("Thu, 01 Dec 2050 6:00:00 GMT", False, id="1-digit hour is invalid"),
+    ],
+)
+async def test_malformed_expires_is_already_expired(
+    grenier: Grenier, origin: Origin, expires: str, reused: bool
+) -> None:
+    """RFC 9111 §5.3 with RFC 9110 §5.6.7: an Expires that is not exactly an HTTP-date is already expired, so the
+    next request goes to the origin instead of reusing the response for decades."""
+    path = unique("expires")
+    origin.program(path, numbered(("Date", formatdate(time.time(), usegmt=True)), ("Expires", expires)))
+    assert (await via_proxy(grenier, origin.url(path))).text == "answer 1"
+    second = await via_proxy(grenier, origin.url(path))
+    if reused:
+        assert second.text == "answer 1"
+        assert second.headers["Cache-Status"].startswith("grenier;hit")
+    else:
+        assert second.text == "answer 2"
+        assert "fwd=stale" in second.headers["Cache-Status"]
+    assert origin.hits(path) == (1 if reused else 2)
+
+
+async def test_two_expires_lines_are_invalid(grenier: Grenier, origin: Origin) -> None:
+    """RFC 9111 §5.3: several Expires lines are invalid, not "the first one wins"."""
+    path = unique("expires")
+    later = formatdate(time.time() + 3600, usegmt=True)
+    origin.program(path, numbered(("Expires", later), ("Expires", later)))
+    await via_proxy(grenier, origin.url(path))
+    assert (await via_proxy(grenier, origin.url(path))).text == "answer 2"
+
+
+@pytest.mark.parametrize(
+    ("age", "reused"),
+    [
+        pytest.param("0", True, id="Age 0 is fresh"),
+        pytest.param("7200, 0", False, id="a list is as old as its largest member"),
+        pytest.param("0, 7200", False, id="whichever member comes first"),
+    ],
+)
+async def test_an_age_list_never_makes_a_response_younger(
+    grenier: Grenier, origin: Origin, age: str, reused: bool
+) -> None:
+    """RFC 9111 §5.1 / §4.2.3: ``Age: 7200, 0`` on a max-age=3600 response is stale, not 0 seconds old."""
+    path = unique("age")
+    origin.program(path, numbered(("Cache-Control", "max-age=3600"), ("Age", age)))
+    await via_proxy(grenier, origin.url(path))
+    second = await via_proxy(grenier, origin.url(path))
+    assert second.text == ("answer 1" if reused else "answer 2")
+    assert origin.hits(path) == (1 if reused else 2)
+
+
+async def test_cdn_cache_control_overrides_cache_control(grenier: Grenier, origin: Origin) -> None:
+    """RFC 9213 §2.1: CDN-Cache-Control governs this cache wholly (a no-store Cache-Control is ignored here) and is
+    passed on to clients; Cache-Control is passed on unchanged too."""
+    path = unique("cdn")
+    origin.program(path, numbered(("Cache-Control", "no-store"), ("CDN-Cache-Control", "max-age=600")))
+    first = await via_reverse(grenier, path)
+    second = await via_reverse(grenier, path)
+    assert second.text == "answer 1"
+    assert second.headers["Cache-Status"].startswith("grenier;hit")
+    for reply in (first, second):
+        assert reply.headers["CDN-Cache-Control"] == "max-age=600"
+        assert reply.headers["Cache-Control"] == "no-store"
+    assert origin.hits(path) == 1
+
+
+async def test_own_targeted_field_wins_and_is_not_passed_on(grenier: Grenier, origin: Origin) -> None:
+    """RFC 9213 §2.1: Grenier-Cache-Control is more specific than CDN-Cache-Control and wins; being addressed to
+    grenier alone, it never reaches a client (on the miss, on the hit, nor on a relay)."""
+    path = unique("own")
+    origin.program(
+        path,
+        numbered(
+            ("Cache-Control", "max-age=0"),
+            ("CDN-Cache-Control", "no-store"),
+            ("Grenier-Cache-Control", "max-age=600"),
+        ),
+    )
+    first = await via_proxy(grenier, origin.url(path))
+    second = await via_proxy(grenier, origin.url(path))
+    assert second.text == "answer 1"
+    assert second.headers["Cache-Status"].startswith("grenier;hit")
+    assert origin.hits(path) == 1
+    relayed = await via_proxy(grenier, origin.url(path), method="POST")
+    assert "fwd=method" in relayed.headers["Cache-Status"]
+    for reply in (first, second, relayed):
+        assert "Grenier-Cache-Control" not in reply.headers
+        assert reply.headers["CDN-Cache-Control"] == "no-store"
+
+
+def dropping_after_first(*fields: tuple[str, str]) -> Callable[[int, Seen], Answer]:
+    """An origin program: a response stale on arrival (its Age over its max-age), then, to every later request, a
+    connection closed without a byte of response (an origin gone away)."""
+
+    def program(n: int, seen: Seen) -> Answer:
+        if n > 1:
+            return Answer(raw=b"")
+        return Answer(200, (("Content-Type", "text/plain"), ("Age", "100"), *fields), b"answer 1")
+
+    return program
+
+
+async def test_stale_served_when_the_origin_drops_the_connection(grenier: Grenier, origin: Origin) -> None:
+    """RFC 9111 §4.2.4: disconnected from the origin (no response at all), the stale response is served, marked
+    stale in Cache-Status (a negative ttl and a detail), instead of a 502."""
+    path = unique("gone")
+    origin.program(path, dropping_after_first(("Cache-Control", "max-age=60")))
+    assert (await via_proxy(grenier, origin.url(path))).text == "answer 1"
+    reply = await via_proxy(grenier, origin.url(path))
+    assert reply.status == 200
+    assert reply.text == "answer 1"
+    status = reply.headers["Cache-Status"]
+    assert "fwd=stale" in status
+    assert 'detail="stale (origin unreachable)"' in status
+    ttl = int(status.split("ttl=")[1].split(";")[0])
+    assert ttl < 0
+    assert origin.hits(path) >= 2  # the refresh was tried (aiohttp retries a dropped reused connection once)
+
+
+@pytest.mark.parametrize("directive", ["must-revalidate", "proxy-revalidate", "no-cache"])
+async def test_stale_not_served_when_the_response_forbids_it(grenier: Grenier, origin: Origin, directive: str) -> None:
+    """RFC 9111 §4.2.4 / §5.2.2: must-revalidate, proxy-revalidate and no-cache forbid serving stale even when the
+    origin cannot be reached: the client gets the failure (502)."""
+    path = unique("gone")
+    origin.program(path, dropping_after_first(("Cache-Control", f"max-age=60, {directive}")))
+    await via_proxy(grenier, origin.url(path))
+    reply = await via_proxy(grenier, origin.url(path))
+    assert reply.status == 502
+    assert reply.headers["Content-Type"] == "application/problem+json"
+
+
+async def test_head_response_updates_the_stored_get_fields(grenier: Grenier, origin: Origin) -> None:
+    """RFC 9111 §4.3.5: a HEAD grenier sends upstream (here relayed: it carries a cookie) whose validators match the
+    stored GET response updates that response's fields, as a 304 would; the body stays the stored one."""
+    path = unique("head")
+    origin.program(
+        path,
+        lambda n, seen: Answer(
+            200,
+            (("Content-Type", "text/plain"), ("ETag", '"v1"'), ("Cache-Control", "max-age=600"), ("X-Version", str(n))),
+            b"same body",
+        ),
+    )
+    first = await via_proxy(grenier, origin.url(path))
+    assert first.headers["X-Version"] == "1"
+    head = await via_proxy(grenier, origin.url(path), method="HEAD", headers={"Cookie": "a=1"})
+    assert head.headers["X-Version"] == "2"
+    assert origin.hits(path, "HEAD") == 1
+    after = await via_proxy(grenier, origin.url(path))
+    assert after.headers["Cache-Status"].startswith("grenier;hit")
+    assert after.headers["X-Version"] == "2"
+    assert after.text == "same body"
+    assert origin.hits(path, "GET") == 1
+
+
+async def test_head_response_with_other_validators_makes_the_stored_get_stale(grenier: Grenier, origin: Origin) -> None:
+    """RFC 9111 §4.3.5: a HEAD response whose ETag differs from the stored response's makes that response stale:
+    the next GET goes to the origin instead of serving the outdated body."""
+    path = unique("head")
+    origin.program(
+        path,
+        lambda n, seen: Answer(
+            200,
+            (("Content-Type", "text/plain"), ("ETag", f'"v{n}"'), ("Cache-Control", "max-age=600")),
+            f"answer {n}".encode(),
+        ),
+    )
+    assert (await via_proxy(grenier, origin.url(path))).text == "answer 1"
+    assert (await via_proxy(grenier, origin.url(path))).headers["Cache-Status"].startswith("grenier;hit")
+    await via_proxy(grenier, origin.url(path), method="HEAD", headers={"Cookie": "a=1"})
+    after = await via_proxy(grenier, origin.url(path))
+    assert after.text == "answer 3"
+    assert "fwd=stale" in after.headers["Cache-Status"]
+    assert origin.hits(path, "GET") == 2
+
+
+async def test_103_early_hints_is_never_stored(grenier: Grenier, origin: Origin) -> None:
+    """RFC 9110 §15.2.4 / RFC 8297: an origin's 103 before its final response is not a final response, so it is
+    never stored (RFC 9111 §3) nor mixed into the one that is: the final 200 is stored and served as sent.
+    (aiohttp's client reads and discards interim responses, so grenier cannot pass the 103 on: a documented
+    deviation.)"""
+    path = unique("hints")
+    origin.program(
+        path,
+        lambda n, seen: Answer(
+            raw=b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCache-Control: max-age=600\r\nContent-Length: 8\r\n"
+            b"Connection: close\r\n\r\n" + f"answer {n}".encode()
+        ),
+    )
+    first = await via_proxy(grenier, origin.url(path))
+    assert first.status == 200
+    assert first.text == "answer 1"
+    assert "Link" not in first.headers
+    second = await via_proxy(grenier, origin.url(path))
+    assert second.headers["Cache-Status"].startswith("grenier;hit")
+    assert second.text == "answer 1"
+    assert "Link" not in second.headers
+    assert origin.hits(path) == 1
+
+
+@pytest.mark.parametrize(
+    ("zone", "status"), [pytest.param("GMT", 304, id="IMF-fixdate"), pytest.param("UTC", 200, id="zone UTC")]
+)
+async def test_a_malformed_if_modified_since_is_ignored(
+    grenier: Grenier, origin: Origin, zone: str, status: int
+) -> None:
+    """RFC 9110 §13.1.3 with §5.6.7: a client's If-Modified-Since that is not a valid HTTP-date is ignored, so a
+    fresh entry answers with the whole response instead of a 304."""
+    path = unique("ims")
+    modified = "Sun, 06 Nov 1994 08:49:37 GMT"
+    origin.program(path, numbered(("Cache-Control", "max-age=600"), ("Last-Modified", modified)))
+    await via_proxy(grenier, origin.url(path))
+    reply = await via_proxy(grenier, origin.url(path), headers={"If-Modified-Since": modified.replace("GMT", zone)})
+    assert reply.status == status
+    assert reply.headers["Cache-Status"].startswith("grenier;hit")
+    assert reply.text == ("" if status == 304 else "answer 1")

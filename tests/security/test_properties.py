@@ -4,6 +4,7 @@ and their invariants hold. Deterministic: derandomized, a fixed number of exampl
 from __future__ import annotations
 
 import string
+from email.utils import formatdate
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -260,3 +261,11 @@ prefer_values = st.one_of(
 def test_prefer_wait_is_within_zero_and_the_cap(raw_values: list[str], default: float, cap: float) -> None:
     wait = prefer.wait_seconds(raw_values, default, cap)
     assert 0.0 <= wait <= cap
+
+
+@PROPS
+@given(st.integers(min_value=-62135596800, max_value=253402300799))
+def test_http_date_reads_back_every_imf_fixdate(epoch: int) -> None:
+    """RFC 9110 §5.6.7: every IMF-fixdate a sender can write (years 0001 to 9999) is read back to the second."""
+    raw = formatdate(epoch, usegmt=True)
+    assert policy.http_date(raw) == float(epoch), raw

@@ -182,3 +182,137 @@ def test_request_stale_if_error_widens_the_window() -> None:
     request = (("Cache-Control", "stale-if-error=3600"),)
     decision = policy.after_fetch(request, stored(MAX_AGE_60), None, T0 + 100, RULES)
     assert decision == StandIn("the upstream gave no response")
+
+
+UNREACHABLE = StandIn("the origin could not be reached", policy.STALE_IF_UNREACHABLE)
+ON = CacheSettings(stale_if_unreachable=600)
+
+UNREACHABLE_CASES: list[tuple[str, StoredTimes | None, CacheSettings, policy.AfterFetch]] = [
+    ("§4.2.4 disconnected: the stale response stands in", stored(MAX_AGE_60), ON, UNREACHABLE),
+    ("§4.2.4 the default window is a day", stored(MAX_AGE_60), RULES, UNREACHABLE),
+    (
+        "§4.2.4 beyond cache.stale_if_unreachable: no stand-in",
+        stored(MAX_AGE_60),
+        CacheSettings(stale_if_unreachable=39),
+        Fail(),
+    ),
+    (
+        "§4.2.4 at the edge of the window it still stands in",
+        stored(MAX_AGE_60),
+        CacheSettings(stale_if_unreachable=40),
+        UNREACHABLE,
+    ),
+    ("§4.2.4 stale_if_unreachable = 0 disables it", stored(MAX_AGE_60), CacheSettings(stale_if_unreachable=0), Fail()),
+    (
+        "§5.2.2.2 must-revalidate forbids it",
+        stored(("Cache-Control", "max-age=60, must-revalidate")),
+        ON,
+        Fail(),
+    ),
+    ("§5.2.2.8 proxy-revalidate forbids it", stored(("Cache-Control", "max-age=60, proxy-revalidate")), ON, Fail()),
+    ("§5.2.2.10 s-maxage forbids it", stored(("Cache-Control", "s-maxage=60")), ON, Fail()),
+    ("§5.2.2.4 no-cache forbids it", stored(("Cache-Control", "no-cache")), ON, Fail()),
+    (
+        "RFC 9213 §2.1 a targeted must-revalidate forbids it too",
+        stored(MAX_AGE_60, ("CDN-Cache-Control", "max-age=60, must-revalidate")),
+        ON,
+        Fail(),
+    ),
+    (
+        "RFC 5861 §4 stale-if-error, when it allows, stands in first",
+        stored(("Cache-Control", "max-age=60, stale-if-error=600")),
+        ON,
+        StandIn("the upstream gave no response"),
+    ),
+    ("§4.2.4 nothing stored: the job fails", None, ON, Fail()),
+]
+
+
+@pytest.mark.parametrize(("rule", "was", "rules", "expected"), UNREACHABLE_CASES, ids=[c[0] for c in UNREACHABLE_CASES])
+def test_after_fetch_origin_unreachable(
+    rule: str, was: StoredTimes | None, rules: CacheSettings, expected: policy.AfterFetch
+) -> None:
+    assert policy.after_fetch((), was, None, T0 + 100, rules, unreachable=True) == expected, rule
+
+
+def test_a_timeout_is_not_unreachable() -> None:
+    """§4.2.4 is for a disconnected cache: an origin that answered too slowly is no reason to serve stale."""
+    assert policy.after_fetch((), stored(MAX_AGE_60), None, T0 + 100, ON) == Fail()
+
+
+# --- §4.3.5: a HEAD response about the stored GET response ---------------------------------------------------------
+
+LM = ("Last-Modified", date(-1000))
+HEAD_CASES: list[tuple[str, Headers, StoredTimes | None, Received, policy.AfterHead]] = [
+    (
+        "§4.3.5 matching ETag: the stored fields are updated, freshness anew",
+        (),
+        stored(ETAG, MAX_AGE_60, ("X-V", "1")),
+        received(200, ETAG, MAX_AGE_120, ("X-V", "2"), ("Content-Length", "5")),
+        Freshen(200, fields(ETAG, MAX_AGE_120, ("X-V", "2")), 120, 120 + KEEP),
+    ),
+    (
+        "§4.3.5 matching Last-Modified alone is enough",
+        (),
+        stored(LM, MAX_AGE_60),
+        received(200, LM, MAX_AGE_120),
+        Freshen(200, fields(LM, MAX_AGE_120), 120, 120 + KEEP),
+    ),
+    (
+        "§4.3.5 another ETag: the stored response is stale",
+        (),
+        stored(ETAG, MAX_AGE_60),
+        received(200, ("ETag", '"v2"'), MAX_AGE_60),
+        policy.MarkStale("the HEAD response's validators or length differ from the stored response's"),
+    ),
+    (
+        "§4.3.5 a matching ETag but another Last-Modified: stale",
+        (),
+        stored(ETAG, LM, MAX_AGE_60),
+        received(200, ETAG, ("Last-Modified", date(-10)), MAX_AGE_60),
+        policy.MarkStale("the HEAD response's validators or length differ from the stored response's"),
+    ),
+    (
+        "§4.3.5 another Content-Length: stale",
+        (),
+        stored(ETAG, MAX_AGE_60),
+        received(200, ETAG, MAX_AGE_60, ("Content-Length", "6")),
+        policy.MarkStale("the HEAD response's validators or length differ from the stored response's"),
+    ),
+    (
+        "§4.3.5 no validator to compare: stale",
+        (),
+        stored(ETAG, MAX_AGE_60),
+        received(200, MAX_AGE_60),
+        policy.MarkStale("the HEAD response's validators or length differ from the stored response's"),
+    ),
+    (
+        "§4.3.5 only a 200 says anything",
+        (),
+        stored(ETAG, MAX_AGE_60),
+        received(404, ("ETag", '"v2"')),
+        policy.LeaveStored("HEAD answered 404, not 200"),
+    ),
+    ("§4.3.5 nothing stored", (), None, received(200, ETAG), policy.LeaveStored("nothing stored for this request")),
+    (
+        "§3.5 a HEAD relayed with Authorization updates no shared fields",
+        (("Authorization", "Bearer x"),),
+        stored(ETAG, MAX_AGE_60),
+        received(200, ETAG, MAX_AGE_120),
+        policy.LeaveStored("request carried Authorization and the response did not allow sharing"),
+    ),
+    (
+        "§5.2.2.7 a private HEAD response updates no shared fields",
+        (),
+        stored(ETAG, MAX_AGE_60),
+        received(200, ETAG, ("Cache-Control", "private")),
+        policy.LeaveStored("response is private"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("rule", "req", "was", "got", "expected"), HEAD_CASES, ids=[c[0] for c in HEAD_CASES])
+def test_after_head(
+    rule: str, req: Headers, was: StoredTimes | None, got: Received, expected: policy.AfterHead
+) -> None:
+    assert policy.after_head(req, was, 5, got, RULES) == expected, rule

@@ -241,7 +241,33 @@ LIFETIME_CASES: list[tuple[str, int, Headers, float]] = [
         0,
     ),
     ("§5.3 Expires in the past", 200, h(("Expires", date(-10)), ("Date", date(0))), 0),
-    ("§4.2.1 first Expires wins", 200, h(("Expires", date(30)), ("Expires", date(90)), ("Date", date(0))), 30),
+    (
+        "§5.3 several Expires lines are invalid",
+        200,
+        h(("Expires", date(30)), ("Expires", date(90)), ("Date", date(0))),
+        0,
+    ),
+    ("§5.3 an Expires list is invalid", 200, h(("Expires", f"{date(30)}, {date(90)}"), ("Date", date(0))), 0),
+    ("§5.3 Expires in UTC is invalid", 200, h(("Expires", "Thu, 01 Dec 2050 16:00:00 UTC"), ("Date", date(0))), 0),
+    ("§5.3 Expires with a 2-digit year", 200, h(("Expires", "Thu, 01 Dec 50 16:00:00 GMT"), ("Date", date(0))), 0),
+    (
+        "§5.3 Expires without the comma",
+        200,
+        h(("Expires", "Thu 01 Dec 2050 16:00:00 GMT"), ("Date", date(0))),
+        0,
+    ),
+    (
+        "RFC 9110 §5.6.7 several Date lines: the response time stands in",
+        200,
+        h(("Expires", date(45)), ("Date", date(-1000)), ("Date", date(-2000))),
+        45,
+    ),
+    (
+        "§4.2.2 several Last-Modified lines: no heuristic",
+        200,
+        h(("Date", date(0)), ("Last-Modified", date(-1000)), ("Last-Modified", date(-2000))),
+        30,
+    ),
     ("§4.2.2 heuristic: 10% of Date - Last-Modified", 200, h(("Date", date(0)), ("Last-Modified", date(-1000))), 100),
     ("§4.2.2 heuristic capped", 200, h(("Date", date(0)), ("Last-Modified", date(-(10**8)))), 86400),
     ("§4.2.2 no heuristic for 302: default_ttl", 302, h(("Date", date(0)), ("Last-Modified", date(-1000))), 30),
@@ -319,6 +345,12 @@ AGE_CASES: list[tuple[str, Headers, float, float, float, float]] = [
         5,
     ),
     ("§4.2.3 invalid Age ignored", h(("Date", date(0)), ("Age", "abc")), 0, 0, 1, 1),
+    ("§5.1 Age list: the largest member, not the last", h(("Date", date(0)), ("Age", "7200, 0")), 0, 0, 1, 7201),
+    ("§5.1 Age list: the largest member, not the first", h(("Date", date(0)), ("Age", "0,7200")), 0, 0, 1, 7201),
+    ("§5.1 Age lines: the largest", h(("Date", date(0)), ("Age", "7200"), ("Age", "0")), 0, 0, 1, 7201),
+    ("§5.1 Age: invalid members are ignored", h(("Date", date(0)), ("Age", "x, 60, -9000")), 0, 0, 1, 61),
+    ("§5.1 Age: a float is invalid", h(("Date", date(0)), ("Age", "7200.0")), 0, 0, 1, 1),
+    ("§5.1 Age: a negative value is invalid", h(("Date", date(0)), ("Age", "-7200")), 0, 0, 1, 1),
     ("§4.2.3 no Date: resident time plus delay", (), -1, 0, 3, 4),
 ]
 
@@ -949,3 +981,239 @@ DATE_CASES = [
 @pytest.mark.parametrize(("section", "raw", "epoch"), DATE_CASES, ids=[c[0] for c in DATE_CASES])
 def test_http_date(section: str, raw: str, epoch: float | None) -> None:
     assert policy.http_date(raw) == epoch, section
+
+
+# --- strict HTTP-dates (RFC 9110 §5.6.7) ----------------------------------------------------------------------
+
+NOV_6_1994 = 784111777.0
+STRICT_DATE_CASES: list[tuple[str, str, float | None]] = [
+    ("RFC 9110 §5.6.7 IMF-fixdate", "Sun, 06 Nov 1994 08:49:37 GMT", NOV_6_1994),
+    ("RFC 9110 §5.6.7 RFC 850", "Sunday, 06-Nov-94 08:49:37 GMT", NOV_6_1994),
+    ("RFC 9110 §5.6.7 asctime, one-digit day", "Sun Nov  6 08:49:37 1994", NOV_6_1994),
+    ("RFC 9110 §5.6.7 asctime, two-digit day", "Sun Nov 16 08:49:37 1994", NOV_6_1994 + 10 * 86400),
+    ("RFC 9110 §5.5 surrounding whitespace is not the value", "  Sun, 06 Nov 1994 08:49:37 GMT ", NOV_6_1994),
+    ("RFC 9110 §5.6.7 a leap second", "Sat, 31 Dec 2016 23:59:60 GMT", 1483228800.0),
+    ("RFC 9110 §5.6.7 RFC 850: within 50 years ahead", "Tuesday, 06-Nov-35 08:49:37 GMT", 2077951777.0),
+    ("RFC 9110 §5.6.7 RFC 850: over 50 years ahead is the past", "Wednesday, 01-Dec-99 00:00:00 GMT", 944006400.0),
+    ("RFC 9110 §5.6.7 zone UTC", "Sun, 06 Nov 1994 08:49:37 UTC", None),
+    ("RFC 9110 §5.6.7 zone AEST", "Sun, 06 Nov 1994 08:49:37 AEST", None),
+    ("RFC 9110 §5.6.7 numeric zone", "Sun, 06 Nov 1994 08:49:37 +0000", None),
+    ("RFC 9110 §5.6.7 no zone", "Sun, 06 Nov 1994 08:49:37", None),
+    ("RFC 9110 §5.6.7 lower-case zone", "Sun, 06 Nov 1994 08:49:37 gmt", None),
+    ("RFC 9110 §5.6.7 two-digit year in IMF-fixdate", "Sun, 06 Nov 94 08:49:37 GMT", None),
+    ("RFC 9110 §5.6.7 four-digit year in RFC 850", "Sunday, 06-Nov-1994 08:49:37 GMT", None),
+    ("RFC 9110 §5.6.7 no comma after the day name", "Sun 06 Nov 1994 08:49:37 GMT", None),
+    ("RFC 9110 §5.6.7 several spaces", "Sun,  06 Nov 1994 08:49:37 GMT", None),
+    ("RFC 9110 §5.6.7 several spaces before the time", "Sun, 06 Nov 1994  08:49:37 GMT", None),
+    ("RFC 9110 §5.6.7 dashes in IMF-fixdate", "Sun, 06-Nov-1994 08:49:37 GMT", None),
+    ("RFC 9110 §5.6.7 dots in the time", "Sun, 06 Nov 1994 08.49.37 GMT", None),
+    ("RFC 9110 §5.6.7 one-digit hour", "Sun, 06 Nov 1994 8:49:37 GMT", None),
+    ("RFC 9110 §5.6.7 one-digit day in IMF-fixdate", "Sun, 6 Nov 1994 08:49:37 GMT", None),
+    ("RFC 9110 §5.6.7 long day name in IMF-fixdate", "Sunday, 06 Nov 1994 08:49:37 GMT", None),
+    ("RFC 9110 §5.6.7 short day name in RFC 850", "Sun, 06-Nov-94 08:49:37 GMT", None),
+    ("RFC 9110 §5.6.7 names are case-sensitive", "sun, 06 nov 1994 08:49:37 GMT", None),
+    ("RFC 9110 §5.6.7 month spelled out", "Sun, 06 November 1994 08:49:37 GMT", None),
+    ("RFC 9110 §5.6.7 hour 24", "Sun, 06 Nov 1994 24:00:00 GMT", None),
+    ("RFC 9110 §5.6.7 minute 60", "Sun, 06 Nov 1994 08:60:00 GMT", None),
+    ("RFC 9110 §5.6.7 30 February", "Tue, 30 Feb 2027 08:49:37 GMT", None),
+    ("RFC 9110 §5.6.7 day 00", "Sun, 00 Nov 1994 08:49:37 GMT", None),
+    ("RFC 9110 §5.6.7 year 0000", "Sun, 06 Nov 0000 08:49:37 GMT", None),
+    ("RFC 9110 §5.6.7 29 February of a leap year", "Tue, 29 Feb 2000 00:00:00 GMT", 951782400.0),
+    ("RFC 9110 §5.6.7 29 February of 1900", "Thu, 29 Feb 1900 00:00:00 GMT", None),
+    ("RFC 9110 §5.6.7 asctime with a zero-padded day", "Sun Nov 06 08:49:37 1994", NOV_6_1994),
+    ("RFC 9110 §5.6.7 asctime with one space before a one-digit day", "Sun Nov 6 08:49:37 1994", None),
+    ("RFC 9110 §5.6.7 asctime with GMT", "Sun Nov  6 08:49:37 1994 GMT", None),
+    ("RFC 9110 §5.6.7 ISO 8601", "1994-11-06T08:49:37Z", None),
+    ("RFC 9110 §5.6.7 a list of two dates", "Sun, 06 Nov 1994 08:49:37 GMT, Sun, 06 Nov 1994 08:49:37 GMT", None),
+    ("RFC 9110 §5.6.7 non-ASCII digits", "Sun, \u0660\u0666 Nov 1994 08:49:37 GMT", None),
+    ("RFC 9110 §5.6.7 empty", "", None),
+]
+
+
+@pytest.mark.parametrize(("section", "raw", "epoch"), STRICT_DATE_CASES, ids=[c[0] for c in STRICT_DATE_CASES])
+def test_strict_http_date(section: str, raw: str, epoch: float | None) -> None:
+    assert policy.http_date(raw) == epoch, section
+
+
+def test_rfc850_year_follows_the_reference_year() -> None:
+    """RFC 9110 §5.6.7: "more than 50 years in the future" is judged from the message's own time when known."""
+    assert policy.http_date("Wednesday, 01-Dec-99 00:00:00 GMT", 2060) == 4099766400.0
+    assert policy.date_field(h(("Date", "Wednesday, 01-Dec-99 00:00:00 GMT")), "date", at=T0) == 944006400.0
+
+
+DATE_FIELD_CASES: list[tuple[str, Headers, float | None]] = [
+    ("RFC 9110 §5.6.7 one valid line", h(("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT")), NOV_6_1994),
+    ("RFC 9110 §5.5 absent", (), None),
+    (
+        "RFC 9110 §5.5 two lines of a singleton field",
+        h(("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT"), ("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT")),
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(("section", "headers", "epoch"), DATE_FIELD_CASES, ids=[c[0] for c in DATE_FIELD_CASES])
+def test_date_field(section: str, headers: Headers, epoch: float | None) -> None:
+    assert policy.date_field(headers, "last-modified") == epoch, section
+
+
+STRICT_CONDITIONAL_CASES: list[tuple[str, Headers, bool]] = [
+    ("RFC 9110 §13.1.3 a valid If-Modified-Since after Last-Modified", h(("If-Modified-Since", date(10))), True),
+    (
+        "RFC 9110 §13.1.3 If-Modified-Since in UTC is ignored",
+        h(("If-Modified-Since", date(10).replace("GMT", "UTC"))),
+        False,
+    ),
+    (
+        "RFC 9110 §13.1.3 two If-Modified-Since lines are ignored",
+        h(("If-Modified-Since", date(10)), ("If-Modified-Since", date(20))),
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("section", "req", "expected"), STRICT_CONDITIONAL_CASES, ids=[c[0] for c in STRICT_CONDITIONAL_CASES]
+)
+def test_strict_if_modified_since(section: str, req: Headers, expected: bool) -> None:
+    assert policy.not_modified(req, 200, h(("Last-Modified", date(0)))) is expected, section
+
+
+def test_validators_skip_a_malformed_last_modified() -> None:
+    """§4.3.1 with RFC 9110 §5.6.7: a Last-Modified that is not a valid HTTP-date is no validator to send."""
+    assert policy.validators(h(("Last-Modified", "Sun, 06 Nov 1994 08:49:37 UTC"))) == ()
+    assert policy.validators(h(("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT"))) == (
+        ("If-Modified-Since", "Sun, 06 Nov 1994 08:49:37 GMT"),
+    )
+
+
+# --- targeted cache control (RFC 9213) ------------------------------------------------------------------------
+
+CDN = "CDN-Cache-Control"
+OWN = "Grenier-Cache-Control"
+TARGETED_LIFETIME_CASES: list[tuple[str, Headers, CacheSettings, float]] = [
+    (
+        "RFC 9213 §2.1 CDN-Cache-Control over Cache-Control",
+        h(("Cache-Control", "max-age=5"), (CDN, "max-age=600")),
+        RULES,
+        600,
+    ),
+    ("RFC 9213 §2.1 own field over CDN-Cache-Control", h((CDN, "max-age=600"), (OWN, "max-age=900")), RULES, 900),
+    (
+        "RFC 9213 §2.1 the targeted field wins wholly: Cache-Control's s-maxage is ignored",
+        h(("Cache-Control", "s-maxage=5"), (CDN, "max-age=600")),
+        RULES,
+        600,
+    ),
+    (
+        "RFC 9213 §2.1 the targeted field wins wholly: Expires is ignored",
+        h(("Expires", date(5)), ("Date", date(0)), (CDN, "stale-if-error=60")),
+        RULES,
+        30,
+    ),
+    (
+        "RFC 9213 §2.1 own field name is configurable",
+        h((CDN, "max-age=600"), ("X-Edge", "max-age=7")),
+        CacheSettings(targeted_field="X-Edge"),
+        7,
+    ),
+    (
+        "RFC 9213 §2.1 no own field when unset",
+        h((CDN, "max-age=600"), (OWN, "max-age=900")),
+        CacheSettings(targeted_field=""),
+        600,
+    ),
+    (
+        "RFC 9213 §2.2 an invalid targeted field is ignored",
+        h(("Cache-Control", "max-age=5"), (CDN, "max-age=60;;")),
+        RULES,
+        5,
+    ),
+    ("RFC 9213 §2.2 an empty targeted field is ignored", h(("Cache-Control", "max-age=5"), (CDN, "")), RULES, 5),
+    (
+        "RFC 9213 §2.2 an invalid own field falls back to CDN-Cache-Control",
+        h(("Cache-Control", "max-age=5"), (CDN, "max-age=60"), (OWN, 'max-age="x')),
+        RULES,
+        60,
+    ),
+    (
+        "RFC 9213 §2.1 a decimal max-age is not consumed",
+        h(("Cache-Control", "max-age=5"), (CDN, "max-age=60.5")),
+        RULES,
+        30,
+    ),
+    (
+        "RFC 9213 §2.2 upper-case keys do not parse (RFC 8941)",
+        h(("Cache-Control", "max-age=5"), (CDN, "Max-Age=60")),
+        RULES,
+        5,
+    ),
+    ("RFC 9213 §2.2 lines combine into one dictionary", h((CDN, "public"), (CDN, "max-age=60")), RULES, 60),
+]
+
+
+@pytest.mark.parametrize(
+    ("section", "headers", "rules", "lifetime"), TARGETED_LIFETIME_CASES, ids=[c[0] for c in TARGETED_LIFETIME_CASES]
+)
+def test_targeted_lifetime(section: str, headers: Headers, rules: CacheSettings, lifetime: float) -> None:
+    assert policy.freshness_lifetime(200, headers, T0, rules) == lifetime, section
+
+
+TARGETED_STORE_CASES: list[tuple[str, Headers, str | None]] = [
+    (
+        "RFC 9213 §2.1 CDN-Cache-Control no-store wins over Cache-Control",
+        h(("Cache-Control", "max-age=60"), (CDN, "no-store")),
+        "response said no-store",
+    ),
+    (
+        "RFC 9213 §2.1 CDN-Cache-Control lets a no-store response be stored here",
+        h(("Cache-Control", "no-store"), (CDN, "max-age=60")),
+        None,
+    ),
+    (
+        "RFC 9213 §2.1 a private Cache-Control is ignored here",
+        h(("Cache-Control", "private"), (OWN, "max-age=60")),
+        None,
+    ),
+    ("RFC 9213 §2.1 targeted private", h(("Cache-Control", "max-age=60"), (OWN, "private")), "response is private"),
+    (
+        "RFC 9213 §3.1 none: not a directive, but the field is valid",
+        h(("Cache-Control", "no-store"), (CDN, "none")),
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(("section", "resp", "reason"), TARGETED_STORE_CASES, ids=[c[0] for c in TARGETED_STORE_CASES])
+def test_targeted_storability(section: str, resp: Headers, reason: str | None) -> None:
+    got = policy.not_storable_reason("GET", 200, (), resp, RULES)
+    assert (got if reason is None else (got or "")[: len(reason)]) == reason, section
+
+
+TARGETED_DECIDE_CASES: list[tuple[str, Headers, float, policy.Decision]] = [
+    (
+        "RFC 9213 §2.1 targeted must-revalidate forbids serving stale",
+        h(("Cache-Control", "max-age=10, stale-while-revalidate=600"), (CDN, "max-age=10, must-revalidate")),
+        20,
+        Forward("stale"),
+    ),
+    (
+        "RFC 9213 §2.1 targeted stale-while-revalidate",
+        h(("Cache-Control", "max-age=10, must-revalidate"), (CDN, "max-age=10, stale-while-revalidate=600")),
+        20,
+        ServeStale(age=20, ttl=-10),
+    ),
+    (
+        "RFC 9213 §2.1 targeted no-cache validates every use",
+        h(("Cache-Control", "max-age=600"), (OWN, "no-cache")),
+        1,
+        Forward("stale", "response requires validation on every use"),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("section", "resp", "now", "expected"), TARGETED_DECIDE_CASES, ids=[c[0] for c in TARGETED_DECIDE_CASES]
+)
+def test_targeted_decide(section: str, resp: Headers, now: float, expected: policy.Decision) -> None:
+    assert policy.decide((), stored(10, *resp), T0 + now, RULES) == expected, section
