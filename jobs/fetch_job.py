@@ -120,7 +120,7 @@ async def _fetch_and_store(env: JobEnv, url: str, headers: Headers) -> Outcome:
             return Failed("refused", exc.detail)
         failure = Failed(exc.kind, exc.detail)
     except TimeoutError:
-        failure = Failed("timeout", f"job exceeded its {limit:g} s time limit")
+        failure = Failed("timeout", f"the job exceeded jobs.time_limit ({limit:g} s)")
     decision = policy.after_fetch(headers, stored.times if stored else None, None, time.time(), env.settings.cache)
     if isinstance(decision, policy.StandIn):
         return _stand_in(url, found, headers, None, failure.detail)
