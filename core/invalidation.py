@@ -14,6 +14,7 @@ by its URL and its tags, so a purge finds its targets without walking the whole 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any, assert_never
 
 from .policy import Headers, values
 from .problems import Problem
@@ -66,6 +67,21 @@ class Everything:
 
 
 Target = ByUrl | ByPrefix | ByTag | Everything
+
+
+def describe(target: Target) -> dict[str, Any]:
+    """A target as purge answers and logs name it."""
+    match target:
+        case ByUrl(url=url):
+            return {"url": url}
+        case ByPrefix(prefix=prefix):
+            return {"prefix": prefix}
+        case ByTag(tag=tag):
+            return {"tag": tag}
+        case Everything():
+            return {"all": True}
+        case _:
+            assert_never(target)
 
 
 def tags_of(headers: Headers) -> tuple[str, ...]:

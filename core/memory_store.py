@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, assert_never
 
 from .counts import Count
-from .invalidation import ByPrefix, ByTag, ByUrl, Everything, Target, soften, tags_of
+from .invalidation import ByPrefix, ByTag, ByUrl, Everything, Target, soften
 from .outcome import Fetched
 from .records import Cached, JobRecord, StoredResponse, VaryIndex
 from .store import (
@@ -116,7 +116,7 @@ class MemoryStore:
         self._urls[url_hash] = entry.url
         if key != url_hash:
             self._variants.setdefault(url_hash, set()).add(key)
-        tags = tags_of(entry.headers)
+        tags = entry.tags
         if tags:
             self._tags_of[key] = tags
             for tag in tags:

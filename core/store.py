@@ -58,7 +58,7 @@ from redis.exceptions import WatchError
 
 from .counts import Count
 from .hot_tier import HotTier
-from .invalidation import ByPrefix, ByTag, ByUrl, Everything, Target, index_member, origin_of, soften, tags_of
+from .invalidation import ByPrefix, ByTag, ByUrl, Everything, Target, index_member, origin_of, soften
 from .records import Cached, CorruptRecord, JobRecord, StoredResponse, decode_cached
 from .redis_reads import RedisReads
 from .targets import cache_key
@@ -411,7 +411,7 @@ class RedisStore:
         if key != url_hash:
             indexes.append(variants_key(url_hash))
             pipe.sadd(indexes[-1], key)
-        for tag in tags_of(entry.headers):
+        for tag in entry.tags:
             indexes.append(tag_key(tag))
             pipe.sadd(indexes[-1], key)
         for index in indexes:  # NX gives a new index a lifetime; GT only ever lengthens it

@@ -151,7 +151,7 @@ async def test_a_tag_purge_in_one_process_reaches_the_other_hot_tier(
     a, b, plain = two_servers
     await _subscribed(a, plain, 1)
     await _subscribed(b, plain, 2)
-    tagged = StoredResponse("http://e.com/", 200, (("Surrogate-Key", "t"),), b"v", 1.0, 1.0, 60.0)
+    tagged = StoredResponse("http://e.com/", 200, (), b"v", 1.0, 1.0, 60.0, tags=("t",))
     keys = ["h:g:1", "h:g:2"]
     for key in keys:
         await a.put_entry(key, tagged, 60)

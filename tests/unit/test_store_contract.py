@@ -191,23 +191,23 @@ async def test_vary_index_and_variants(store: Store) -> None:
 # --- purges: by URL, prefix, tag, everything; hard or soft -----------------------------------------------------
 
 
-def _tagged(url: str, *fields: tuple[str, str], body: bytes = b"b") -> StoredResponse:
-    return dataclasses.replace(_entry(body, url), headers=(*_entry().headers, *fields))
+def _tagged(url: str, *tags: str, body: bytes = b"b") -> StoredResponse:
+    return dataclasses.replace(_entry(body, url), tags=tags)
 
 
-async def _put(store: Store, url: str, *fields: tuple[str, str]) -> str:
+async def _put(store: Store, url: str, *tags: str) -> str:
     """Store a response for ``url`` at its own key; returns the key."""
-    await store.put_entry(cache_key(url), _tagged(url, *fields), LONG)
+    await store.put_entry(cache_key(url), _tagged(url, *tags), LONG)
     return cache_key(url)
 
 
-async def _put_variants(store: Store, url: str, *fields: tuple[str, str]) -> list[str]:
-    """``url`` varies: its index, and two variants carrying ``fields``; returns the variants' keys."""
+async def _put_variants(store: Store, url: str, *tags: str) -> list[str]:
+    """``url`` varies: its index, and two variants tagged ``tags``; returns the variants' keys."""
     h = cache_key(url)
     await store.put_entry(h, VaryIndex(("accept-encoding",), "g1"), LONG)
     keys = [f"{h}:g1:gzip", f"{h}:g1:identity"]
     for key in keys:
-        await store.put_entry(key, _tagged(url, *fields, body=key.encode()), LONG)
+        await store.put_entry(key, _tagged(url, *tags, body=key.encode()), LONG)
     return keys
 
 
@@ -241,9 +241,9 @@ async def test_purge_prefix_takes_the_variants_along(store: Store) -> None:
 
 
 async def test_purge_tag_removes_every_entry_carrying_it_across_variants(store: Store) -> None:
-    variants = await _put_variants(store, "http://a.com/v", ("Surrogate-Key", "product-1 all"))
-    tagged = await _put(store, "http://a.com/t", ("Cache-Tag", "all, product-1"))
-    untagged = await _put(store, "http://a.com/u", ("Surrogate-Key", "product-2"))
+    variants = await _put_variants(store, "http://a.com/v", "product-1", "all")
+    tagged = await _put(store, "http://a.com/t", "all", "product-1")
+    untagged = await _put(store, "http://a.com/u", "product-2")
     assert await store.purge(ByTag("product-1")) == 3
     assert await _held(store, *variants, tagged, untagged) == [False, False, False, True]
     assert await store.purge(ByTag("product-1")) == 0
@@ -251,14 +251,14 @@ async def test_purge_tag_removes_every_entry_carrying_it_across_variants(store: 
 
 
 async def test_soft_purge_marks_entries_stale_and_keeps_them(store: Store) -> None:
-    variants = await _put_variants(store, "http://a.com/v", ("Surrogate-Key", "k"))
-    plain = await _put(store, "http://a.com/p", ("Surrogate-Key", "k"))
+    variants = await _put_variants(store, "http://a.com/v", "k")
+    plain = await _put(store, "http://a.com/p", "k")
     assert await store.purge(ByTag("k"), soft=True) == 3
     for key in (*variants, plain):
         got = await store.get_entry(key)
         assert isinstance(got, StoredResponse)
         assert got.lifetime == 0.0
-        assert dataclasses.replace(got, lifetime=60.0) == _tagged(got.url, ("Surrogate-Key", "k"), body=got.body), (
+        assert dataclasses.replace(got, lifetime=60.0) == _tagged(got.url, "k", body=got.body), (
             "only its freshness changes"
         )
     assert await store.purge(ByTag("k"), soft=True) == 3, "a soft purge unlists nothing"
@@ -278,7 +278,7 @@ async def test_soft_purge_by_url_prefix_or_all_reaches_the_variants(store: Store
 
 
 async def test_flush_removes_every_entry_and_nothing_else(store: Store) -> None:
-    variants = await _put_variants(store, "http://a.com/v", ("Surrogate-Key", "k"))
+    variants = await _put_variants(store, "http://a.com/v", "k")
     others = [await _put(store, f"http://b.com/{n}") for n in range(3)]
     await store.put_job(_job("job-1"), LONG)
     assert await store.purge(Everything()) == 4  # URLs (a variant is not counted on its own)
@@ -307,8 +307,8 @@ async def test_redis_indexes_expire_with_their_entries(redis_store: RedisStore) 
     """The key scheme: every index a write adds lives as long as its longest-lived entry, never for ever."""
     url = "http://a.com/v"
     await redis_store.put_entry(cache_key(url), VaryIndex(("accept",), "g"), 30.0)
-    await redis_store.put_entry(f"{cache_key(url)}:g:x", _tagged(url, ("Surrogate-Key", "k")), 20.0)
-    await redis_store.put_entry(f"{cache_key(url)}:g:y", _tagged(url, ("Surrogate-Key", "k")), 25.0)
+    await redis_store.put_entry(f"{cache_key(url)}:g:x", _tagged(url, "k"), 20.0)
+    await redis_store.put_entry(f"{cache_key(url)}:g:y", _tagged(url, "k"), 25.0)
     for key in (urls_key("http://a.com"), variants_key(cache_key(url)), tag_key("k")):
         assert 20_000 < await redis_store.redis.pttl(key) <= 25_000, key
 
