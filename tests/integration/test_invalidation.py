@@ -5,6 +5,9 @@ the 404 for an exact URL with nothing stored, inspection, and a 5xx that must no
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from urllib.parse import quote
 
@@ -13,7 +16,7 @@ import pytest
 
 from tests.support.http import Reply, fetch_url, get, send
 from tests.support.origins import Answer, Origin, Seen, unique
-from tests.support.processes import GrenierProcess, Launcher
+from tests.support.processes import GrenierProcess, Launcher, grenier_env
 
 ETAG = '"v1"'
 VARIANTS = ("gzip", "identity")
@@ -245,3 +248,47 @@ async def test_a_server_error_does_not_replace_a_good_entry(
     assert after.status == 200
     assert after.body == b"good"
     assert origin.answered(target, 304) == 1
+
+
+def cli(server: GrenierProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    """``grenier ARGS`` with the server's own settings (its Redis)."""
+    return subprocess.run(
+        [sys.executable, "-m", "grenier", *args],
+        env=grenier_env(server.settings),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=server.log_path.parent,
+        check=False,
+    )
+
+
+async def test_the_purge_and_inspect_commands(
+    two_servers: tuple[GrenierProcess, GrenierProcess], origin: Origin, http: aiohttp.ClientSession
+) -> None:
+    one, two = two_servers
+    target = tagged(origin, "cli-7")
+    before = await warm(http, (one, two), target)
+
+    inspected = cli(one, "inspect", target)
+    assert inspected.returncode == 0, inspected.stderr
+    doc = json.loads(inspected.stdout)
+    assert doc["stored"] is True
+    assert sorted(v["tags"][0] for v in doc["variants"]) == ["cli-7", "cli-7"]
+
+    soft = cli(one, "purge", "--tag", "cli-7", "--soft")
+    assert soft.returncode == 0, soft.stderr
+    assert soft.stdout.strip() == "soft-purged tag cli-7: 2 affected"
+    assert (await fetch(http, two, target, "identity")).body == before["identity"]
+    assert origin.answered(target, 304) == 1
+
+    prefix = cli(one, "purge", "--prefix", origin.base)
+    assert prefix.returncode == 0, prefix.stderr
+    assert not hit(await fetch(http, two, target, "gzip"))
+
+    missing = cli(one, "purge", origin.url(unique()))
+    assert missing.returncode == 1
+    assert "nothing is stored" in missing.stderr
+    bad = cli(one, "purge", "--tag", "two words")
+    assert bad.returncode == 2
+    assert "surrogate key" in bad.stderr
