@@ -267,8 +267,8 @@ local function drop(h)
 end
 """
 
-#: KEYS[1]: the origin's URL index; ARGV[3], ARGV[4]: the lexical range of members; returns the URLs affected,
-#: then every key deleted (so the calling process drops them from its own hot tier at once).
+#: KEYS[1]: the origin's URL index; ARGV[3], ARGV[4]: the lexical range of members; returns the URLs affected and
+#: the list of keys deleted (so the calling process drops them from its own hot tier at once).
 _PURGE_RANGE = (
     _DROP_URL
     + """
@@ -278,7 +278,7 @@ for _, m in ipairs(redis.call('ZRANGEBYLEX', KEYS[1], ARGV[3], ARGV[4])) do
   if h then n = n + drop(h) end
   redis.call('ZREM', KEYS[1], m)
 end
-return {n, unpack(dropped)}
+return {n, dropped}
 """
 )
 
@@ -288,7 +288,7 @@ _PURGE_URL = (
     + """
 local n = drop(ARGV[4])
 redis.call('ZREM', KEYS[1], ARGV[3])
-return {n, unpack(dropped)}
+return {n, dropped}
 """
 )
 
@@ -303,7 +303,7 @@ for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   table.insert(dropped, e)
 end
 redis.call('DEL', KEYS[1])
-return {n, unpack(dropped)}
+return {n, dropped}
 """
 
 #: Entry keys a flush deletes per round trip.
@@ -436,8 +436,8 @@ class RedisStore:
                 return await self._flush()
             case _:
                 assert_never(target)
-        count, *dropped = result
-        self._drop_hot(k.decode() if isinstance(k, bytes) else str(k) for k in dropped)
+        count, dropped = result
+        self._drop_hot(_text(k) for k in dropped)
         return int(count)
 
     def _drop_hot(self, keys: Any) -> None:
