@@ -135,6 +135,23 @@ async def test_a_soft_tag_purge_makes_every_process_revalidate(
     assert hit(await fetch(http, one, target, "gzip")), "freshened again for everyone"
 
 
+async def test_a_soft_url_purge_in_embedded_mode_revalidates(
+    embedded: GrenierProcess, origin: Origin, http: aiohttp.ClientSession
+) -> None:
+    """The entry does not vary, so its hits may take the lean path: a soft purge reaches that path too."""
+    target = tagged(origin, "plain", vary=False)
+    first = await fetch(http, embedded, target)
+    for _ in range(3):
+        assert hit(await fetch(http, embedded, target))
+    done = await purge(http, embedded, f"url={quote(target, safe='')}&soft=1")
+    assert done.json() == {"purged": 1, "soft": True, "url": target}
+    revalidated = await fetch(http, embedded, target)
+    assert not hit(revalidated)
+    assert revalidated.body == first.body
+    assert origin.answered(target, 304) == 1
+    assert hit(await fetch(http, embedded, target))
+
+
 async def test_prefix_and_host_bans(embedded: GrenierProcess, origin: Origin, http: aiohttp.ClientSession) -> None:
     base = unique("ban")
     under = [origin.route(f"{base}/img/{n}", changing=True) for n in (1, 2)]
