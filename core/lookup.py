@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 from . import policy
+from .invalidation import ByUrl
 from .outcome import Fetched
 from .policy import Headers
 from .records import StoredResponse, VaryIndex
@@ -61,8 +62,8 @@ async def save(
 
 
 async def invalidate(store: Store, url: str) -> None:
-    """§4.4: forget what is stored for ``url`` (deleting the index orphans every variant at once)."""
-    await store.delete_entry(cache_key(url))
+    """§4.4: forget what is stored for ``url``, every variant with it (and unlist it from the purge indexes)."""
+    await store.purge(ByUrl(url))
 
 
 async def held_response(store: Store, outcome: Fetched) -> StoredResponse | None:

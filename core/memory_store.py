@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import heapq
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_never
 
 from .counts import Count
+from .invalidation import ByPrefix, ByTag, ByUrl, Everything, Target, soften
 from .outcome import Fetched
 from .records import Cached, JobRecord, StoredResponse, VaryIndex
 from .store import (
@@ -31,12 +33,16 @@ from .store import (
     COUNTERS,
     ENTRY_PREFIX,
     JOB_PREFIX,
+    NOTE_PREFIX,
     chunk_key,
     entry_key,
     inflight_key,
     job_key,
+    note_key,
     stat_key,
+    url_hash_of,
 )
+from .targets import cache_key
 
 #: Bytes counted per key beyond its payload: the dict slot, the tuple, the key string, the objects' headers. An
 #: estimate that errs high, so the real footprint stays under what is counted.
@@ -82,6 +88,13 @@ class MemoryStore:
         self._bytes = 0
         self._evicted = 0
         self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
+        # The purge indexes (as in Redis, see core.store), kept only for entries held: dropping an entry unlists it.
+        self._urls: dict[str, str] = {}
+        """URL hash -> URL, for prefix bans."""
+        self._variants: dict[str, set[str]] = {}
+        self._tagged: dict[str, set[str]] = {}
+        self._tags_of: dict[str, tuple[str, ...]] = {}
+        """Entry key -> its tags, so that dropping it unlists it from each."""
         self._closed = threading.Event()
         self._sweeper = threading.Thread(
             target=self._sweep_forever, args=(sweep_interval,), name="grenier-store-sweep", daemon=True
@@ -94,6 +107,35 @@ class MemoryStore:
         item = self._data.pop(key, None)
         if item is not None:
             self._bytes -= item.size
+            if key.startswith(ENTRY_PREFIX):
+                self._unlist(key[len(ENTRY_PREFIX) :])
+
+    def _list(self, key: str, entry: StoredResponse) -> None:
+        """Index a response's entry by URL, variant and tags (see ``core.store``'s key scheme)."""
+        url_hash = url_hash_of(key)
+        self._urls[url_hash] = entry.url
+        if key != url_hash:
+            self._variants.setdefault(url_hash, set()).add(key)
+        tags = entry.tags
+        if tags:
+            self._tags_of[key] = tags
+            for tag in tags:
+                self._tagged.setdefault(tag, set()).add(key)
+
+    def _unlist(self, key: str) -> None:
+        url_hash = url_hash_of(key)
+        if key == url_hash:
+            self._urls.pop(url_hash, None)
+        elif (variants := self._variants.get(url_hash)) is not None:
+            variants.discard(key)
+            if not variants:
+                del self._variants[url_hash]
+        for tag in self._tags_of.pop(key, ()):
+            tagged = self._tagged.get(tag)
+            if tagged is not None:
+                tagged.discard(key)
+                if not tagged:
+                    del self._tagged[tag]
 
     def _live(self, key: str, now: float) -> _Item | None:
         item = self._data.get(key)
@@ -116,7 +158,7 @@ class MemoryStore:
 
     @staticmethod
     def _evictable(key: str, value: Any) -> bool:
-        if key.startswith((ENTRY_PREFIX, CHUNK_PREFIX)):
+        if key.startswith((ENTRY_PREFIX, CHUNK_PREFIX, NOTE_PREFIX)):
             return True
         return key.startswith(JOB_PREFIX) and isinstance(value, JobRecord) and not value.pending
 
@@ -177,10 +219,66 @@ class MemoryStore:
 
     async def put_entry(self, key: str, entry: Cached, expire: float) -> None:
         self._set(entry_key(key), entry, expire)
+        if isinstance(entry, StoredResponse):
+            with self._lock:
+                if entry_key(key) in self._data:  # not evicted the moment it was written
+                    self._list(key, entry)
 
     async def delete_entry(self, key: str) -> None:
         with self._lock:
             self._drop(entry_key(key))
+
+    def _groups(self, target: Target) -> list[list[str]]:
+        """The entry keys ``target`` names, grouped by what a purge counts (call with the lock held)."""
+
+        def url_group(url_hash: str) -> list[str]:
+            return [url_hash, *sorted(self._variants.get(url_hash, ()))]
+
+        match target:
+            case ByUrl(url=url):
+                return [url_group(cache_key(url))]
+            case ByPrefix(prefix=prefix):
+                return [url_group(h) for h, url in self._urls.items() if url.startswith(prefix)]
+            case ByTag(tag=tag):
+                return [[k] for k in sorted(self._tagged.get(tag, ()))]
+            case Everything():
+                by_url: dict[str, list[str]] = {}
+                for k in self._data:
+                    if k.startswith(ENTRY_PREFIX):
+                        name = k[len(ENTRY_PREFIX) :]
+                        by_url.setdefault(url_hash_of(name), []).append(name)
+                return list(by_url.values())
+            case _:
+                assert_never(target)
+
+    async def purge(self, target: Target, *, soft: bool = False) -> int:
+        count = 0
+        with self._lock:
+            now = self._clock()
+            for group in self._groups(target):
+                affected = False
+                for key in group:
+                    item = self._live(entry_key(key), now)
+                    if item is None:
+                        continue
+                    affected = True
+                    if not soft:
+                        self._drop(entry_key(key))
+                    elif isinstance(item.value, StoredResponse):
+                        item.value = soften(item.value)
+                count += affected
+        return count
+
+    async def variants(self, url_hash: str) -> list[str]:
+        with self._lock:
+            return sorted(self._variants.get(url_hash, ()))
+
+    async def put_note(self, url_hash: str, note: Mapping[str, Any], expire: float) -> None:
+        self._set(note_key(url_hash), copy.deepcopy(dict(note)), expire)
+
+    async def get_note(self, url_hash: str) -> dict[str, Any] | None:
+        note: dict[str, Any] | None = self._get(note_key(url_hash))
+        return copy.deepcopy(note) if note is not None else None
 
     async def put_chunk(self, name: str, index: int, data: bytes, expire: float) -> None:
         self._set(chunk_key(name, index), data, expire)

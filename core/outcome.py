@@ -17,9 +17,12 @@ from .policy import Headers, variant_key
 if TYPE_CHECKING:  # records holds outcomes, so it imports this module; only the annotation needs it back
     from .records import StoredResponse
 
-FailureKind = Literal["timeout", "too_slow", "connect", "too_large", "protocol", "refused", "internal", "queue"]
+FailureKind = Literal[
+    "timeout", "too_slow", "connect", "too_large", "protocol", "refused", "internal", "queue", "crashed"
+]
 """Why no response: the upstream timed out, sent slower than the minimum rate, could not be reached, sent too much
-or something invalid; the target was refused (SSRF guard); the job itself broke; or the job could not be queued."""
+or something invalid; the target was refused (SSRF guard); the job itself broke; the job could not be queued; or
+its worker died every time it ran it (``jobs.max_deliveries`` times: a poison job, not tried again)."""
 
 FAILURE_KINDS: frozenset[str] = frozenset(get_args(FailureKind))
 

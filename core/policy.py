@@ -418,7 +418,11 @@ def _too_costly(headers: Headers, varies: tuple[str, ...], rules: CacheSettings)
 
 
 def may_replace(stored_status: int, status: int, headers: Headers, targets: tuple[str, ...] = ()) -> bool:
-    """Poisoning guard: an error without explicit freshness never replaces a stored non-error response."""
+    """Poisoning guard: an error without explicit freshness never replaces a stored non-error response, and a
+    server error (5xx) never replaces a stored response that is not one, whatever freshness it claims: a passing
+    origin failure must not evict a good entry (it still reaches the request that fetched it)."""
+    if status >= 500 and stored_status < 500:
+        return False
     return not (status >= 400 and stored_status < 400 and explicit_lifetime(headers, 0.0, targets) is None)
 
 
@@ -691,6 +695,8 @@ AfterFetch = Freshen | Store | DoNotStore | StandIn | Fail
 
 #: Why a stored non-error response is kept when an error without explicit freshness comes back (poisoning guard).
 ERROR_KEEPS_STORED = "an error without explicit freshness does not replace the stored response"
+#: Why a stored response is kept when a server error (5xx) comes back, whatever freshness the error claims.
+SERVER_ERROR_KEEPS_STORED = "a server error does not replace the stored response"
 
 
 def after_fetch(
@@ -725,7 +731,7 @@ def after_fetch(
     lifetime = freshness_lifetime(status, headers, received.response_time, rules)
     reason = not_storable_reason("GET", status, request_headers, headers, rules)
     if reason is None and stored is not None and not may_replace(stored.status, status, headers, rules.targets):
-        reason = ERROR_KEEPS_STORED
+        reason = SERVER_ERROR_KEEPS_STORED if status >= 500 and stored.status < 500 else ERROR_KEEPS_STORED
     keep = retention(headers, lifetime, rules)
     if reason is None and keep <= 0:
         reason = "response is already stale and stale_keep is 0"

@@ -80,6 +80,9 @@ class StoredResponse:
     response_time: float
     lifetime: float = 0.0
     body_ref: BodyRef | None = None
+    tags: tuple[str, ...] = ()
+    """Its surrogate keys (``core.invalidation.tags_of`` its fields, read before they may be stripped): the store
+    indexes it by them, so a purge of any of them reaches it."""
 
     @property
     def size(self) -> int:
@@ -98,6 +101,7 @@ class StoredResponse:
             "response_time": self.response_time,
             "lifetime": self.lifetime,
             **({"body_ref": [self.body_ref.name, self.body_ref.size, self.body_ref.chunk]} if self.body_ref else {}),
+            **({"tags": list(self.tags)} if self.tags else {}),
         }
 
     @classmethod
@@ -112,6 +116,7 @@ class StoredResponse:
                 response_time=float(meta["response_time"]),
                 lifetime=float(meta.get("lifetime", 0.0)),
                 body_ref=_body_ref(meta.get("body_ref")),
+                tags=tuple(str(t) for t in meta.get("tags") or ()),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptRecord(f"bad response metadata: {exc}") from None

@@ -205,6 +205,13 @@ class CacheSettings:
         default=25.0,
         metadata=_doc('How long (s) a request waits when `miss = "wait"` and it sent no `Prefer`.'),
     )
+    strip_tag_fields: bool = field(
+        default=True,
+        metadata=_doc(
+            "Keep the surrogate-key fields (Surrogate-Key, Cache-Tag) out of stored responses and what clients see;"
+            " entries are indexed by their tags either way."
+        ),
+    )
 
     @cached_property
     def targets(self) -> tuple[str, ...]:
@@ -284,6 +291,13 @@ class JobsSettings:
     poll_interval: float = field(default=0.1, metadata=_doc("Seconds an idle worker waits before polling again."))
     queue: str = field(default="grenier-fetch", metadata=_doc("Queue name of fetch jobs."))
     max_pending: int = field(default=1000, metadata=_doc("Queued jobs beyond which misses get 503 + Retry-After."))
+    max_deliveries: int = field(
+        default=3,
+        metadata=_doc(
+            "Times a job is taken up by a worker at most: one whose worker died that often ends failed instead of"
+            " being redelivered for ever."
+        ),
+    )
 
     @property
     def claim_ttl(self) -> float:

@@ -20,8 +20,25 @@ key                               value                                         
 ``<p>:inflight:<k>``              id of the job fetching that key now                    job time limit; a few
                                                                                          seconds after it ends
 ``<p>:stats:<name>``              integer counter (``INCRBY``)                           none
+``<p>:urls:<origin>``             sorted set, every score 0, of ``<url> <h>`` for each    the longest of its
+                                  URL of ``<origin>`` (``scheme://host[:port]``) with an  entries' (``PEXPIRE NX``,
+                                  entry: a prefix or host ban is one ``ZRANGEBYLEX``      then ``GT``)
+``<p>:variants:<h>``              set of the variant keys ``<h>:<gen>:<v>`` written for   as above
+                                  a URL (purge and inspection find them without SCAN)
+``<p>:tag:<tag>``                 set of the entry keys (``<h>`` or a variant's) whose    as above
+                                  response carried the surrogate key ``<tag>``
+``<p>:note:<h>``                  JSON: the last fetch job's decision about storing the   ``jobs.result_ttl``
+                                  URL (job id, time, status, stored or why not)
 channel ``<p>:job-done``          job id, published when a job ends                      -
+channel ``<p>:entry-changed``     an entry key, published when any process writes,       -
+                                  soft-purges or deletes it (hot tiers drop it)
 ================================  =====================================================  ==========================
+
+The indexes are written in the same pipeline as the entry. Purges read them, never ``KEYS``: a URL, a prefix (one
+origin's sorted set, by lexical range) or a tag is removed by one Lua script, atomically, publishing every key it
+deletes; a soft purge rewrites the entries as stale inside a ``WATCH``/``MULTI`` transaction over the same index. An
+index member whose entry has expired is harmless (deleting it finds nothing and counts nothing); only a flush walks
+the entry keys with ``SCAN`` (bounded batches), since it must find everything, indexed or not.
 
 Only entries carry a TTL that ``volatile-lru`` may evict early; Dramatiq's queues carry none, so a full Redis
 evicts cache entries, never queued jobs.
@@ -31,16 +48,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, assert_never
 
 import redis.asyncio as aioredis
+from redis.exceptions import WatchError
 
 from .counts import Count
 from .hot_tier import HotTier
-from .records import Cached, CorruptRecord, JobRecord, decode_cached
+from .invalidation import ByPrefix, ByTag, ByUrl, Everything, Target, index_member, origin_of, soften
+from .records import Cached, CorruptRecord, JobRecord, StoredResponse, decode_cached
 from .redis_reads import RedisReads
+from .targets import cache_key
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +74,7 @@ COUNTERS: tuple[Count, ...] = tuple(Count)
 ENTRY_PREFIX = f"{PREFIX}:entry:"
 CHUNK_PREFIX = f"{PREFIX}:chunk:"
 JOB_PREFIX = f"{PREFIX}:job:"
+NOTE_PREFIX = f"{PREFIX}:note:"
 
 
 def entry_key(url_hash: str) -> str:
@@ -73,6 +95,27 @@ def inflight_key(url_hash: str) -> str:
 
 def stat_key(name: Count) -> str:
     return f"{PREFIX}:stats:{name}"
+
+
+def urls_key(origin: str) -> str:
+    return f"{PREFIX}:urls:{origin}"
+
+
+def variants_key(url_hash: str) -> str:
+    return f"{PREFIX}:variants:{url_hash}"
+
+
+def tag_key(tag: str) -> str:
+    return f"{PREFIX}:tag:{tag}"
+
+
+def note_key(url_hash: str) -> str:
+    return f"{NOTE_PREFIX}{url_hash}"
+
+
+def url_hash_of(key: str) -> str:
+    """The URL hash an entry key (a URL's own, or one of its variants') belongs to."""
+    return key.split(":", 1)[0]
 
 
 class Store(Protocol):
@@ -107,6 +150,22 @@ class Store(Protocol):
         """Let the ``count`` chunks of body ``name`` live ``expire`` seconds from now (an entry that a 304 freshened
         points at the same body for longer)."""
         ...
+
+    async def purge(self, target: Target, *, soft: bool = False) -> int:
+        """Remove the entries ``target`` names (every variant of each URL), or with ``soft`` mark them stale so
+        the next request revalidates them; every process's hot tier drops them. Returns how many were affected:
+        URLs for a URL, a prefix or a flush, entries (each variant on its own) for a tag."""
+        ...
+
+    async def variants(self, url_hash: str) -> list[str]:
+        """The keys of the variants written for a URL whose responses vary (some may have expired since)."""
+        ...
+
+    async def put_note(self, url_hash: str, note: Mapping[str, Any], expire: float) -> None:
+        """Keep the last fetch's decision about storing a URL, for inspection."""
+        ...
+
+    async def get_note(self, url_hash: str) -> dict[str, Any] | None: ...
 
     async def get_job(self, job_id: str) -> JobRecord | None: ...
 
@@ -167,9 +226,88 @@ def _decode_job(data: bytes | str | None) -> JobRecord | None:
         return None
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _decode_note(data: bytes | str | None) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    try:
+        note = json.loads(data)
+    except ValueError:
+        return None
+    return note if isinstance(note, dict) else None
+
+
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
+
+#: Lua: removes one URL's entry and its variants (``drop(h)``), publishing each key, and returns whether its
+#: entry existed; the scripts below are built on it. Only the index sets name keys it touches beyond KEYS, so a
+#: purge stays one atomic step on one Redis server.
+_DROP_URL = """
+local P, CH = ARGV[1], ARGV[2]
+local dropped = {}
+local function drop(h)
+  local e = P .. 'entry:' .. h
+  local n = redis.call('DEL', e)
+  redis.call('PUBLISH', CH, e)
+  table.insert(dropped, e)
+  local vs = P .. 'variants:' .. h
+  for _, v in ipairs(redis.call('SMEMBERS', vs)) do
+    local ve = P .. 'entry:' .. v
+    redis.call('DEL', ve)
+    redis.call('PUBLISH', CH, ve)
+    table.insert(dropped, ve)
+  end
+  redis.call('DEL', vs)
+  return n
+end
+"""
+
+#: KEYS[1]: the origin's URL index; ARGV[3], ARGV[4]: the lexical range of members; returns the URLs affected and
+#: the list of keys deleted (so the calling process drops them from its own hot tier at once).
+_PURGE_RANGE = (
+    _DROP_URL
+    + """
+local n = 0
+for _, m in ipairs(redis.call('ZRANGEBYLEX', KEYS[1], ARGV[3], ARGV[4])) do
+  local h = string.match(m, ' (%x+)$')
+  if h then n = n + drop(h) end
+  redis.call('ZREM', KEYS[1], m)
+end
+return {n, dropped}
+"""
+)
+
+#: KEYS[1]: the origin's URL index; ARGV[3]: the URL's member; ARGV[4]: its hash. Drops it, indexed or not.
+_PURGE_URL = (
+    _DROP_URL
+    + """
+local n = drop(ARGV[4])
+redis.call('ZREM', KEYS[1], ARGV[3])
+return {n, dropped}
+"""
+)
+
+#: KEYS[1]: a tag's set; deletes every entry key in it (each counted), then the set.
+_PURGE_TAG = """
+local P, CH = ARGV[1], ARGV[2]
+local n, dropped = 0, {}
+for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local e = P .. 'entry:' .. k
+  n = n + redis.call('DEL', e)
+  redis.call('PUBLISH', CH, e)
+  table.insert(dropped, e)
+end
+redis.call('DEL', KEYS[1])
+return {n, dropped}
+"""
+
+#: Entry keys a flush deletes per round trip.
+FLUSH_BATCH = 500
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -204,6 +342,9 @@ class RedisStore:
         self.hot = hot
         self.reads = reads
         self._release = client.register_script(_RELEASE)
+        self._purge_range = client.register_script(_PURGE_RANGE)
+        self._purge_url = client.register_script(_PURGE_URL)
+        self._purge_tag = client.register_script(_PURGE_TAG)
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = False
@@ -255,8 +396,143 @@ class RedisStore:
             self.hot.drop(full)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(full, entry.encode(), px=_ms(expire))
+            if isinstance(entry, StoredResponse):
+                self._index(pipe, key, entry, expire)
             pipe.publish(ENTRY_CHANNEL, full)
             await pipe.execute()
+
+    @staticmethod
+    def _index(pipe: Any, key: str, entry: StoredResponse, expire: float) -> None:
+        """List a response's entry under its URL's origin, its URL (a variant) and its tags (see the key scheme);
+        each index lives as long as its longest-lived entry."""
+        url_hash = url_hash_of(key)
+        indexes = [urls_key(origin_of(entry.url))]
+        pipe.zadd(indexes[0], {index_member(entry.url, url_hash): 0})
+        if key != url_hash:
+            indexes.append(variants_key(url_hash))
+            pipe.sadd(indexes[-1], key)
+        for tag in entry.tags:
+            indexes.append(tag_key(tag))
+            pipe.sadd(indexes[-1], key)
+        for index in indexes:  # NX gives a new index a lifetime; GT only ever lengthens it
+            pipe.pexpire(index, _ms(expire), nx=True)
+            pipe.pexpire(index, _ms(expire), gt=True)
+
+    async def purge(self, target: Target, *, soft: bool = False) -> int:
+        if soft:
+            return await self._soft_purge(target)
+        args = [PREFIX + ":", ENTRY_CHANNEL]
+        match target:
+            case ByUrl(url=url):
+                url_hash = cache_key(url)
+                index = urls_key(origin_of(url))
+                result = await self._purge_url(keys=[index], args=[*args, index_member(url, url_hash), url_hash])
+            case ByPrefix(prefix=prefix):
+                low, high = b"[" + prefix.encode(), b"[" + prefix.encode() + b"\xff"
+                result = await self._purge_range(keys=[urls_key(target.origin)], args=[*args, low, high])
+            case ByTag(tag=tag):
+                result = await self._purge_tag(keys=[tag_key(tag)], args=args)
+            case Everything():
+                return await self._flush()
+            case _:
+                assert_never(target)
+        count, dropped = result
+        self._drop_hot(_text(k) for k in dropped)
+        return int(count)
+
+    def _drop_hot(self, keys: Any) -> None:
+        """Drop at once from this process's hot tier what it just changed (the others hear of it by notification)."""
+        if self.hot is not None:
+            for key in keys:
+                self.hot.drop(key)
+
+    async def _flush(self) -> int:
+        """Every entry key, found with ``SCAN`` in bounded batches, and every index with them."""
+        count = 0
+        for pattern in (f"{ENTRY_PREFIX}*", f"{PREFIX}:urls:*", f"{PREFIX}:variants:*", f"{PREFIX}:tag:*"):
+            batch: list[bytes] = []
+            async for key in self.redis.scan_iter(match=pattern, count=FLUSH_BATCH):
+                batch.append(key)
+                if len(batch) >= FLUSH_BATCH:
+                    count += await self._flush_batch(batch)
+                    batch = []
+            count += await self._flush_batch(batch)
+        if self.hot is not None:
+            self.hot.clear()
+        return count
+
+    async def _flush_batch(self, keys: list[bytes]) -> int:
+        """Unlink ``keys``, publishing the entries among them; returns how many were URLs' own entries."""
+        if not keys:
+            return 0
+        names = [k.decode() for k in keys]
+        entries = [n for n in names if n.startswith(ENTRY_PREFIX)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.unlink(*names)
+            for name in entries:
+                pipe.publish(ENTRY_CHANNEL, name)
+            await pipe.execute()
+        return sum(1 for n in entries if ":" not in n[len(ENTRY_PREFIX) :])
+
+    async def _soft_purge(self, target: Target) -> int:
+        """Rewrite each entry ``target`` names as stale (:func:`core.invalidation.soften`), keeping its expiry,
+        in one transaction that starts over if the index it read from changes meanwhile."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    groups = await self._soft_groups(pipe, target)
+                    keys = [k for group in groups for k in group]
+                    if keys:
+                        await pipe.watch(*(entry_key(k) for k in keys))
+                    raw = await pipe.mget([entry_key(k) for k in keys]) if keys else []
+                    found = dict(zip(keys, (_decode_entry(r) for r in raw), strict=True))
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    for key, entry in found.items():
+                        if isinstance(entry, StoredResponse):
+                            pipe.set(entry_key(key), soften(entry).encode(), keepttl=True)
+                            pipe.publish(ENTRY_CHANNEL, entry_key(key))
+                    await pipe.execute()
+                except WatchError:
+                    continue
+                self._drop_hot(entry_key(k) for k in keys)
+                return sum(1 for group in groups if any(found[k] is not None for k in group))
+
+    async def _soft_groups(self, pipe: Any, target: Target) -> list[list[str]]:
+        """The entry keys a soft purge rewrites, grouped by what it counts (a URL and its variants; or one entry
+        of a tag); read on ``pipe`` after watching the index they come from."""
+
+        async def url_group(url_hash: str) -> list[str]:
+            await pipe.watch(variants_key(url_hash))
+            return [url_hash, *sorted(_text(v) for v in await pipe.smembers(variants_key(url_hash)))]
+
+        match target:
+            case ByUrl(url=url):
+                return [await url_group(cache_key(url))]
+            case ByPrefix(prefix=prefix):
+                await pipe.watch(urls_key(target.origin))
+                low, high = b"[" + prefix.encode(), b"[" + prefix.encode() + b"\xff"
+                members = await pipe.zrangebylex(urls_key(target.origin), low, high)
+                return [await url_group(_text(m).rsplit(" ", 1)[1]) for m in members]
+            case ByTag(tag=tag):
+                await pipe.watch(tag_key(tag))
+                return [[_text(k)] for k in await pipe.smembers(tag_key(tag))]
+            case Everything():  # a flush walks the entries (not watched: it is not atomic, see the key scheme)
+                by_url: dict[str, list[str]] = {}
+                async for key in self.redis.scan_iter(match=f"{ENTRY_PREFIX}*", count=FLUSH_BATCH):
+                    name = _text(key)[len(ENTRY_PREFIX) :]
+                    by_url.setdefault(url_hash_of(name), []).append(name)
+                return list(by_url.values())
+            case _:
+                assert_never(target)
+
+    async def variants(self, url_hash: str) -> list[str]:
+        return sorted(_text(v) for v in await self.redis.smembers(variants_key(url_hash)))
+
+    async def put_note(self, url_hash: str, note: Mapping[str, Any], expire: float) -> None:
+        await self.redis.set(note_key(url_hash), json.dumps(dict(note)), px=_ms(expire))
+
+    async def get_note(self, url_hash: str) -> dict[str, Any] | None:
+        return _decode_note(await self.redis.get(note_key(url_hash)))
 
     async def delete_entry(self, key: str) -> None:
         full = entry_key(key)

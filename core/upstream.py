@@ -92,7 +92,7 @@ def _failure(exc: BaseException, bounds: UpstreamSettings) -> UpstreamError | No
     if isinstance(exc, UpstreamError):
         return exc
     if isinstance(exc, TimeoutError):
-        return UpstreamError("timeout", f"upstream did not answer within {bounds.total_timeout:g} s")
+        return UpstreamError("timeout", timeout_detail(exc, bounds))
     if isinstance(exc, netguard.TargetRefused):
         return UpstreamError("refused", exc.detail)
     if isinstance(exc, aiohttp.ClientConnectionError):
@@ -105,6 +105,16 @@ def _failure(exc: BaseException, bounds: UpstreamSettings) -> UpstreamError | No
     if isinstance(exc, aiohttp.ClientResponseError):
         return UpstreamError("protocol", f"upstream sent an invalid response: {exc.message}")
     return None
+
+
+def timeout_detail(exc: TimeoutError, bounds: UpstreamSettings) -> str:
+    """Which of the upstream timeouts fired, by name and value: a read that stalled for ``read_timeout`` must not be
+    reported as a fetch that took the whole ``total_timeout``."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return f"could not connect to upstream within upstream.connect_timeout ({bounds.connect_timeout:g} s)"
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return f"upstream sent nothing for upstream.read_timeout ({bounds.read_timeout:g} s)"
+    return f"upstream did not answer within upstream.total_timeout ({bounds.total_timeout:g} s)"
 
 
 def too_slow(bounds: UpstreamSettings, what: str) -> UpstreamError:

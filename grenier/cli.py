@@ -23,9 +23,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--processes", type=int, help="server processes on the one port, 0: one per core (overrides server.processes)"
     )
-    purge = sub.add_parser("purge", help="forget every stored variant of a URL (Redis mode)")
-    purge.add_argument("url", help="the absolute URL to purge")
+    purge = sub.add_parser("purge", help="forget (or mark stale) stored responses (Redis mode)")
+    which = purge.add_mutually_exclusive_group(required=True)
+    which.add_argument("url", nargs="?", help="the absolute URL to purge (every stored variant of it)")
+    which.add_argument("--prefix", help="every URL under this absolute URL prefix (a host alone: the whole host)")
+    which.add_argument("--tag", help="every entry whose response carried this surrogate key")
+    which.add_argument("--all", action="store_true", help="every entry (a flush)")
+    purge.add_argument("--soft", action="store_true", help="mark them stale (revalidated next time) instead")
     purge.add_argument("--config", help="path to config.toml (default: $GRENIER_CONFIG or ./config.toml)")
+    inspect = sub.add_parser("inspect", help="print what is stored for a URL, and why, as JSON (Redis mode)")
+    inspect.add_argument("url", help="the absolute URL to inspect")
+    inspect.add_argument("--config", help="path to config.toml (default: $GRENIER_CONFIG or ./config.toml)")
     worker = sub.add_parser("worker", help="run fetch-job worker processes (Redis mode)")
     worker.add_argument("--config", help="path to config.toml (default: $GRENIER_CONFIG or ./config.toml)")
     worker.add_argument("--processes", type=int, help="worker processes to keep alive (overrides jobs.processes)")
@@ -70,18 +78,70 @@ def _serve(settings: Settings) -> int:
         _config_error(exc)
 
 
-def _purge(settings: Settings, raw_url: str) -> int:
-    from core import lookup
+def _redis_only(settings: Settings, what: str) -> bool:
+    if settings.embedded:
+        print(
+            f"grenier: the embedded store lives inside `grenier serve`; {what} there with the admin endpoint"
+            " /_grenier/cache (see the README)",
+            file=sys.stderr,
+        )
+        return False
+    return True
+
+
+def _purge(settings: Settings, args: argparse.Namespace) -> int:
+    """``grenier purge URL | --prefix P | --tag T | --all [--soft]``: 0 when something was purged, 1 when nothing
+    matched (a URL with nothing stored), 2 on bad input."""
+    from core.invalidation import ByUrl, Everything, Target, describe, prefix_target, tag_target
     from core.problems import Problem
     from core.store import RedisStore
     from core.targets import normalize
 
-    if settings.embedded:
-        print(
-            "grenier: the embedded store lives inside `grenier serve`; purge there with "
-            "DELETE /_grenier/cache?url=... (or PURGE <url>)",
-            file=sys.stderr,
-        )
+    if not _redis_only(settings, "purge"):
+        return 2
+    try:
+        target: Target
+        if args.prefix is not None:
+            target = prefix_target(args.prefix)
+        elif args.tag is not None:
+            target = tag_target(args.tag)
+        elif args.all:
+            target = Everything()
+        else:
+            target = ByUrl(normalize(args.url))
+    except Problem as exc:
+        print(f"grenier: {exc.detail}", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        store = RedisStore.from_url(settings.redis.url)
+        try:
+            return await store.purge(target, soft=args.soft)
+        finally:
+            await store.close()
+
+    count = asyncio.run(run())
+    named = (
+        "everything" if isinstance(target, Everything) else " ".join(f"{k} {v}" for k, v in describe(target).items())
+    )
+    print(f"{'soft-purged' if args.soft else 'purged'} {named}: {count} affected")
+    if count == 0 and isinstance(target, ByUrl):
+        print(f"grenier: nothing is stored for {target.url}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _inspect(settings: Settings, raw_url: str) -> int:
+    """``grenier inspect URL``: the same JSON as ``GET /_grenier/cache?url=``."""
+    import json
+    import time
+
+    from core import inspection
+    from core.problems import Problem
+    from core.store import RedisStore
+    from core.targets import normalize
+
+    if not _redis_only(settings, "inspect"):
         return 2
     try:
         url = normalize(raw_url)
@@ -89,15 +149,14 @@ def _purge(settings: Settings, raw_url: str) -> int:
         print(f"grenier: {exc.detail}", file=sys.stderr)
         return 2
 
-    async def run() -> None:
+    async def run() -> dict[str, object]:
         store = RedisStore.from_url(settings.redis.url)
         try:
-            await lookup.invalidate(store, url)
+            return await inspection.inspect(store, url, time.time(), settings.cache)
         finally:
             await store.close()
 
-    asyncio.run(run())
-    print(f"purged {url}")
+    print(json.dumps(asyncio.run(run()), indent=2))
     return 0
 
 
@@ -108,7 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(settings)
     if args.command == "purge":
-        return _purge(settings, args.url)
+        return _purge(settings, args)
+    if args.command == "inspect":
+        return _inspect(settings, args.url)
     from jobs.worker import run
 
     return run(settings, processes=args.processes, threads=args.threads)

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TypedDict, assert_never
 
-from core import lookup, policy
+from core import inspection, invalidation, lookup, policy
 from core.counts import Count
 from core.forwarding import marks
 from core.netguard import TargetRefused
@@ -62,6 +62,17 @@ async def run(env: JobEnv, message: JobMessage) -> JobRecord | None:
     if not record.pending:
         log.info("job %s: already %s, redelivery ignored", job_id, record.state)
         return record
+    deliveries = env.settings.jobs.max_deliveries
+    if record.attempts >= deliveries:
+        # Every worker that took this job up died before it ended it (the record still says running): a poison
+        # job. It ends here instead of killing workers for ever; its pollers are told, and a new request fetches
+        # afresh.
+        log.error("job %s: %s: its worker died %d times running it; failing it", job_id, url, record.attempts)
+        detail = (
+            f"the worker fetching {url} stopped {record.attempts} times before finishing the job"
+            f" (jobs.max_deliveries is {deliveries}): it is not tried again; ask for the URL again to start a new job"
+        )
+        return await _finish(env, record, Failed("crashed", detail), flight)
     record = record.running(time.time())
     await store.put_job(record, env.settings.jobs.result_ttl)
     try:
@@ -84,6 +95,9 @@ async def _finish(env: JobEnv, record: JobRecord, outcome: Outcome, flight: str)
     holds_body = isinstance(outcome, Fetched) and outcome.response is not None
     await env.store.finish_job(done, min(jobs.result_ttl, jobs.unstored_result_ttl) if holds_body else jobs.result_ttl)
     await env.store.release(flight, done.id, INFLIGHT_LINGER)
+    await env.store.put_note(
+        cache_key(done.url), inspection.note_of(done.id, outcome, done.finished or 0.0), jobs.result_ttl
+    )
     await env.store.incr(_counts(outcome))
     return done
 
@@ -122,7 +136,7 @@ async def _fetch_and_store(env: JobEnv, url: str, headers: Headers) -> Outcome:
             return Failed("refused", exc.detail)
         failure = Failed(exc.kind, exc.detail)
     except TimeoutError:
-        failure = Failed("timeout", f"job exceeded its {limit:g} s time limit")
+        failure = Failed("timeout", f"the job exceeded jobs.time_limit ({limit:g} s)")
     # "connect": the origin refused or dropped the connection before any response (the cache is disconnected).
     decision = policy.after_fetch(
         headers,
@@ -162,7 +176,7 @@ async def _carry_out(
             assert stored is not None
             # A 304 has no body: the freshened entry points at the stored body (inline, or the same chunks, kept
             # alive as long as the entry now is). Nothing is copied.
-            entry = _entry(url, got, decision, stored.body, stored.body_ref)
+            entry = _entry(env, url, got, decision, stored.body, ref=stored.body_ref, stored=stored)
             if stored.body_ref is not None:
                 await env.store.keep_chunks(stored.body_ref.name, stored.body_ref.count, decision.keep + CHUNK_MARGIN)
             key = await _save(env, url, headers, entry, decision.keep)
@@ -170,13 +184,13 @@ async def _carry_out(
             return Fetched(got.status, key=key, stored=True, detail=REVALIDATED, **_variant(entry.headers, headers))
         case policy.Store():
             body, ref = await write_body(env.store, url, got, rules.chunk_bytes, decision.keep + CHUNK_MARGIN)
-            entry = _entry(url, got, decision, body, ref)
+            entry = _entry(env, url, got, decision, body, ref=ref)
             key = await _save(env, url, headers, entry, decision.keep)
             log.info("job: %s -> %d (stored, %d bytes)", url, got.status, entry.size)
             return Fetched(got.status, key=key, stored=True, **_variant(entry.headers, headers))
         case policy.DoNotStore(reason=reason, freshened=True):
             assert stored is not None
-            entry = _entry(url, got, decision, stored.body, stored.body_ref)
+            entry = _entry(env, url, got, decision, stored.body, ref=stored.body_ref, stored=stored)
             log.info("job: %s -> 304 (%s)", url, reason)
             return Fetched(
                 got.status, response=entry, not_stored=reason, detail=REVALIDATED, **_variant(entry.headers, headers)
@@ -185,7 +199,7 @@ async def _carry_out(
             # Kept for the request that fetched it alone, briefly: its chunks expire with the job's record.
             keep = min(env.settings.jobs.result_ttl, env.settings.jobs.unstored_result_ttl) + CHUNK_MARGIN
             body, ref = await write_body(env.store, url, got, rules.chunk_bytes, keep)
-            entry = _entry(url, got, decision, body, ref)
+            entry = _entry(env, url, got, decision, body, ref=ref)
             log.info("job: %s -> %d (%s)", url, got.status, reason)
             return Fetched(got.status, response=entry, not_stored=reason, **_variant(entry.headers, headers))
         case _:
@@ -220,14 +234,23 @@ async def _save(env: JobEnv, url: str, headers: Headers, entry: StoredResponse, 
 
 
 def _entry(
+    env: JobEnv,
     url: str,
     got: UpstreamStream,
     decision: policy.Freshen | policy.Store | policy.DoNotStore,
     body: bytes,
+    *,
     ref: BodyRef | None,
+    stored: StoredResponse | None = None,
 ) -> StoredResponse:
+    """The response to keep (or hand over): its surrogate keys read from its fields (a 304 that names none keeps
+    the ``stored`` response's), those fields then dropped when ``cache.strip_tag_fields`` says so."""
+    headers = decision.headers
+    tags = invalidation.tags_of(headers) or (stored.tags if stored is not None else ())
+    if env.settings.cache.strip_tag_fields:
+        headers = invalidation.without_tag_fields(headers)
     return StoredResponse(
-        url, decision.status, decision.headers, body, got.request_time, got.response_time, decision.lifetime, ref
+        url, decision.status, headers, body, got.request_time, got.response_time, decision.lifetime, ref, tags
     )
 
 

@@ -1,4 +1,5 @@
-"""Request handlers for cached targets, job polling and purges: read the store, ask :mod:`core.policy`, act.
+"""Request handlers for cached targets and job polling: read the store, ask :mod:`core.policy`, act (purges and
+inspection: :mod:`proxy.purge`).
 
 ``serve_target`` reads the clock once and routes: a request the cache must not answer is relayed
 (:func:`_relay_reason`), a usable stored response is served (:func:`_hit`, :func:`_serve_stale`), anything else
@@ -275,17 +276,3 @@ async def job(request: web.Request) -> web.StreamResponse:
         collapsed=record.joined is not None,
     )
     return as_foreign(response)
-
-
-async def purge(request: web.Request, url: str) -> web.Response:
-    """Admin: forget every stored variant of ``url``."""
-    svc = request.app[SERVICES]
-    svc.access.check_admin(request)
-    await lookup.invalidate(svc.store, url)
-    log.info("purged %s (admin request from %s)", url, peer_address(request))
-    return web.json_response({"purged": url}, headers={"Cache-Control": "no-store"})
-
-
-async def purge_endpoint(request: web.Request) -> web.Response:
-    """``DELETE /_grenier/cache?url=U``."""
-    return await purge(request, normalize(request.query.get("url")))

@@ -34,6 +34,7 @@ _FAILURES = {
     "timeout": (504, "Upstream Timeout"),
     "too_slow": (504, "Upstream Too Slow"),
     "refused": (403, "Forbidden target"),
+    "crashed": (502, "Fetch Job Crashed"),
 }
 
 

@@ -9,7 +9,7 @@ from aiohttp.typedefs import Handler
 from core import forwarding
 from core.targets import join_origin, normalize
 
-from . import control, handlers, metrics, ui
+from . import control, handlers, metrics, purge, ui
 from .refusals import problem_response
 from .services import SERVICES
 from .wire import check_host_field, check_version
@@ -42,14 +42,14 @@ async def proxy_middleware(request: web.Request, handler: Handler) -> web.Stream
     if not raw.startswith("/"):
         url = normalize(raw)
         if request.method == "PURGE":
-            return await handlers.purge(request, url)
+            return await purge.purge_url(request, url)
         svc.access.check_client(request)
         return await handlers.serve_target(request, url)
     origin = svc.settings.upstream.origin
     if origin and not (request.path == CONTROL_PREFIX or request.path.startswith(CONTROL_PREFIX + "/")):
         url = join_origin(origin, raw)
         if request.method == "PURGE":
-            return await handlers.purge(request, url)
+            return await purge.purge_url(request, url)
         return await handlers.serve_target(request, url)
     return await handler(request)
 
@@ -68,6 +68,7 @@ def add_routes(app: web.Application, *, reverse: bool) -> None:
     r.add_get(f"{CONTROL_PREFIX}/jobs/{{job_id}}", handlers.job)
     r.add_get(f"{CONTROL_PREFIX}/stats", control.stats)
     r.add_get(f"{CONTROL_PREFIX}/metrics", metrics.endpoint)
-    r.add_delete(f"{CONTROL_PREFIX}/cache", handlers.purge_endpoint)
+    r.add_delete(f"{CONTROL_PREFIX}/cache", purge.delete)
+    r.add_get(f"{CONTROL_PREFIX}/cache", purge.inspect)
     r.add_get(f"{CONTROL_PREFIX}/health", control.health)
     r.add_get(f"{CONTROL_PREFIX}/ready", control.ready)

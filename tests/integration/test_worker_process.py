@@ -124,3 +124,35 @@ async def test_an_idle_worker_is_woken_by_a_queued_job_not_by_its_next_poll(
         assert reply.status == 200, f"job {n} was not picked up within the wait: {reply.status}"
         assert reply.body == f"woken {n}".encode()
         await asyncio.sleep(1.5)
+
+
+async def test_a_job_whose_worker_dies_every_time_ends_failed(
+    launcher: Launcher, fresh_redis: Callable[[], str], origin: Origin, http: aiohttp.ClientSession
+) -> None:
+    """A poison job: every worker that takes it up is SIGKILLed while it fetches (the origin stalls). After
+    ``jobs.max_deliveries`` deliveries it ends failed, and its poll says why, instead of cycling for ever."""
+    settings = {
+        "GRENIER_REDIS_URL": fresh_redis(),
+        "GRENIER_JOBS_HEARTBEAT_TIMEOUT": str(HEARTBEAT),
+        "GRENIER_JOBS_MAX_DELIVERIES": "2",
+    }
+    supervisor = launcher.worker(settings, processes=1)
+    serve = launcher.serve(settings)
+    target = origin.route(delays=(120.0,))  # stalls until the test's origin stops
+    miss = await get(http, fetch_url(serve.url, target))
+    assert miss.status == 202
+    killed: set[int] = set()
+    for delivery in (1, 2):
+        wait_until(lambda d=delivery: origin.hits(target) == d, 40, f"delivery {delivery} to reach the origin")
+        (child,) = wait_until(lambda: worker_children(supervisor.pid) - killed, 15, "a live worker child")
+        os.kill(child, signal.SIGKILL)
+        wait_until(lambda c=child: not alive(c), 10, f"worker child {child} to die")
+        killed.add(child)
+
+    done = await poll_job(http, serve.url, miss.location, timeout=60)
+    problem = done.problem(502, "stopped 2 times", "jobs.max_deliveries")
+    assert problem["cause"] == "crashed"
+    assert origin.hits(target) == 2, "the third delivery did not fetch again"
+    again = await get(http, fetch_url(serve.url, target))
+    assert again.status == 202, "a new request starts a new job"
+    assert again.location != miss.location

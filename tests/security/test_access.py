@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -190,6 +191,26 @@ def test_purge_with_the_token_forgets_the_entry(open_grenier: GrenierProcess, or
     after = request(open_grenier.port, "GET", url)
     assert "fwd=uri-miss" in after.header("Cache-Status"), after
     assert after.text == f"plain {path} 2"
+
+
+@pytest.mark.parametrize("query", ["tag=t", "prefix=http%3A%2F%2F127.0.0.1%2F", "all=1", "all=1&soft=1"])
+def test_every_purge_needs_the_admin_token(open_grenier: GrenierProcess, origin: Origin, query: str) -> None:
+    path, url = _store(open_grenier, origin)
+    assert_problem(request(open_grenier.port, "DELETE", f"/_grenier/cache?{query}"), 401)
+    assert_problem(request(open_grenier.port, "DELETE", f"/_grenier/cache?{query}", [bearer("nope")]), 403)
+    again = request(open_grenier.port, "GET", url)
+    assert again.header("Cache-Status").startswith("grenier;hit"), again
+    assert again.text == f"plain {path} 1"
+
+
+def test_inspection_needs_the_admin_token(open_grenier: GrenierProcess, origin: Origin) -> None:
+    _, url = _store(open_grenier, origin)
+    query = "/_grenier/cache?url=" + fetch_target(url)[11:]
+    assert_problem(request(open_grenier.port, "GET", query), 401)
+    assert_problem(request(open_grenier.port, "GET", query, [bearer("nope")]), 403)
+    shown = request(open_grenier.port, "GET", query, [bearer(ADMIN_TOKEN)])
+    assert shown.status == 200, shown
+    assert json.loads(shown.body)["stored"] is True
 
 
 # --- purge from the command line (Redis mode) ------------------------------------------------------------------------

@@ -205,6 +205,19 @@ async def test_slow_origin_times_out(origin: tuple[Origin, str], path: str) -> N
     assert "0.3 s" in info.value.detail
 
 
+@pytest.mark.parametrize("path", ["/slow", "/slow-body"], ids=["no-headers", "stalled-body"])
+async def test_a_read_timeout_is_named_as_such(origin: tuple[Origin, str], path: str) -> None:
+    """The message names the timeout that fired: a read stalled for 0.3 s, well inside the 10 s total."""
+    _, base = origin
+    limits = UpstreamSettings(
+        connect_timeout=2.0, read_timeout=0.3, total_timeout=10.0, max_body_bytes=CAP, retries=0, min_rate_bytes=0
+    )
+    with pytest.raises(UpstreamError) as info:
+        await _fetch(base + path, limits)
+    assert info.value.kind == "timeout"
+    assert info.value.detail == "upstream sent nothing for upstream.read_timeout (0.3 s)"
+
+
 async def test_connection_refused_is_connect_error() -> None:
     limits = UpstreamSettings(connect_timeout=2.0, total_timeout=5.0, max_body_bytes=CAP, retries=2, retry_backoff=0.01)
     with pytest.raises(UpstreamError) as info:

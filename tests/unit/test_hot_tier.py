@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 import redis
 
 from core.hot_tier import HotTier
+from core.invalidation import ByTag
 from core.records import StoredResponse
 from core.store import RedisStore, entry_key
 
@@ -138,3 +140,28 @@ async def test_only_the_chunks_of_a_body_small_enough_to_be_hot_are_held(
     assert held >= 1000
     assert await a.get_chunks("large:v", [0], a.hot.max_item_bytes + 1) == [b"l" * 1000]
     assert a.hot.bytes == held
+
+
+@pytest.mark.parametrize("soft", [False, True], ids=["hard", "soft"])
+async def test_a_tag_purge_in_one_process_reaches_the_other_hot_tier(
+    two_servers: tuple[RedisStore, RedisStore, redis.Redis], soft: bool
+) -> None:
+    """Every variant a tag purge removes (or marks stale) is dropped from every process's hot tier, the purging
+    process's own at once."""
+    a, b, plain = two_servers
+    await _subscribed(a, plain, 1)
+    await _subscribed(b, plain, 2)
+    tagged = StoredResponse("http://e.com/", 200, (), b"v", 1.0, 1.0, 60.0, tags=("t",))
+    keys = ["h:g:1", "h:g:2"]
+    for key in keys:
+        await a.put_entry(key, tagged, 60)
+        assert await a.get_entry(key) == tagged
+        assert await b.get_entry(key) == tagged  # now hot in both
+    assert await a.purge(ByTag("t"), soft=soft) == 2
+    expected = replace(tagged, lifetime=0.0) if soft else None
+    assert [await a.get_entry(k) for k in keys] == [expected] * 2
+
+    async def b_sees_the_purge() -> bool:
+        return [await b.get_entry(k) for k in keys] == [expected] * 2
+
+    await eventually(b_sees_the_purge, "the tag purge reached the other process's hot tier")

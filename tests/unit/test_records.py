@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 
@@ -65,6 +66,13 @@ def test_stored_response_round_trip_headers(headers: tuple[tuple[str, str], ...]
     assert back.headers == headers
     assert isinstance(back.headers, tuple)
     assert all(isinstance(h, tuple) for h in back.headers)
+
+
+def test_stored_response_round_trips_its_tags() -> None:
+    """Surrogate keys travel in the metadata (the fields that carried them may have been stripped)."""
+    entry = dataclasses.replace(_response(), tags=("product-1", "caf\xe9"))
+    assert StoredResponse.decode(entry.encode()).tags == ("product-1", "caf\xe9")
+    assert b"tags" not in _response().encode(), "an untagged entry carries no tag list"
 
 
 @pytest.mark.parametrize("body", [c[1] for c in BODIES], ids=[c[0] for c in BODIES])

@@ -15,10 +15,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import fakeredis
 import pytest
 
+from core.invalidation import ByPrefix, ByTag, ByUrl, Everything
 from core.memory_store import MemoryStore
 from core.outcome import Failed, Fetched
 from core.records import JobRecord, StoredResponse, VaryIndex
-from core.store import COUNTERS, DONE_CHANNEL, RedisStore, Store, entry_key, job_key
+from core.store import COUNTERS, DONE_CHANNEL, RedisStore, Store, entry_key, job_key, tag_key, urls_key, variants_key
+from core.targets import cache_key
 
 SHORT = 0.2  # an expiry the tests sleep past
 PAST_SHORT = 0.5
@@ -184,6 +186,131 @@ async def test_vary_index_and_variants(store: Store) -> None:
     assert await store.get_entry(f"{H1}:gen-1:v-gzip") == gz
     assert await store.get_entry(f"{H1}:gen-1:v-identity") == plain
     assert await store.get_entry(f"{H1}:gen-2:v-gzip") is None
+
+
+# --- purges: by URL, prefix, tag, everything; hard or soft -----------------------------------------------------
+
+
+def _tagged(url: str, *tags: str, body: bytes = b"b") -> StoredResponse:
+    return dataclasses.replace(_entry(body, url), tags=tags)
+
+
+async def _put(store: Store, url: str, *tags: str) -> str:
+    """Store a response for ``url`` at its own key; returns the key."""
+    await store.put_entry(cache_key(url), _tagged(url, *tags), LONG)
+    return cache_key(url)
+
+
+async def _put_variants(store: Store, url: str, *tags: str) -> list[str]:
+    """``url`` varies: its index, and two variants tagged ``tags``; returns the variants' keys."""
+    h = cache_key(url)
+    await store.put_entry(h, VaryIndex(("accept-encoding",), "g1"), LONG)
+    keys = [f"{h}:g1:gzip", f"{h}:g1:identity"]
+    for key in keys:
+        await store.put_entry(key, _tagged(url, *tags, body=key.encode()), LONG)
+    return keys
+
+
+async def _held(store: Store, *keys: str) -> list[bool]:
+    return [await store.get_entry(k) is not None for k in keys]
+
+
+async def test_purge_url_removes_it_and_every_variant(store: Store) -> None:
+    variants = await _put_variants(store, "http://a.com/v")
+    other = await _put(store, "http://a.com/w")
+    assert await store.purge(ByUrl("http://a.com/v")) == 1
+    assert await _held(store, cache_key("http://a.com/v"), *variants, other) == [False, False, False, True]
+    assert await store.purge(ByUrl("http://a.com/v")) == 0  # nothing left: the caller says 404
+
+
+async def test_purge_prefix_removes_the_urls_under_it_only(store: Store) -> None:
+    img = [await _put(store, f"http://a.com/img/{n}") for n in (1, 2)]
+    css = await _put(store, "http://a.com/css/x")
+    lookalike = await _put(store, "http://a.com.evil/img/1")
+    elsewhere = await _put(store, "http://b.com/img/1")
+    assert await store.purge(ByPrefix("http://a.com/img/")) == 2
+    assert await _held(store, *img, css, lookalike, elsewhere) == [False, False, True, True, True]
+    assert await store.purge(ByPrefix("http://a.com/")) == 1  # a host ban: the host's path "/"
+    assert await _held(store, css, lookalike, elsewhere) == [False, True, True]
+
+
+async def test_purge_prefix_takes_the_variants_along(store: Store) -> None:
+    variants = await _put_variants(store, "http://a.com/img/v")
+    assert await store.purge(ByPrefix("http://a.com/img/")) == 1
+    assert await _held(store, *variants) == [False, False]
+
+
+async def test_purge_tag_removes_every_entry_carrying_it_across_variants(store: Store) -> None:
+    variants = await _put_variants(store, "http://a.com/v", "product-1", "all")
+    tagged = await _put(store, "http://a.com/t", "all", "product-1")
+    untagged = await _put(store, "http://a.com/u", "product-2")
+    assert await store.purge(ByTag("product-1")) == 3
+    assert await _held(store, *variants, tagged, untagged) == [False, False, False, True]
+    assert await store.purge(ByTag("product-1")) == 0
+    assert await store.purge(ByTag("all")) == 0  # its entries are gone already
+
+
+async def test_soft_purge_marks_entries_stale_and_keeps_them(store: Store) -> None:
+    variants = await _put_variants(store, "http://a.com/v", "k")
+    plain = await _put(store, "http://a.com/p", "k")
+    assert await store.purge(ByTag("k"), soft=True) == 3
+    for key in (*variants, plain):
+        got = await store.get_entry(key)
+        assert isinstance(got, StoredResponse)
+        assert got.lifetime == 0.0
+        assert dataclasses.replace(got, lifetime=60.0) == _tagged(got.url, "k", body=got.body), (
+            "only its freshness changes"
+        )
+    assert await store.purge(ByTag("k"), soft=True) == 3, "a soft purge unlists nothing"
+
+
+@pytest.mark.parametrize(
+    "target", [ByUrl("http://a.com/v"), ByPrefix("http://a.com/"), Everything()], ids=["url", "prefix", "all"]
+)
+async def test_soft_purge_by_url_prefix_or_all_reaches_the_variants(store: Store, target: object) -> None:
+    variants = await _put_variants(store, "http://a.com/v")
+    assert await store.purge(target, soft=True) == 1  # type: ignore[arg-type]
+    for key in variants:
+        got = await store.get_entry(key)
+        assert isinstance(got, StoredResponse)
+        assert got.lifetime == 0.0
+    assert isinstance(await store.get_entry(cache_key("http://a.com/v")), VaryIndex)
+
+
+async def test_flush_removes_every_entry_and_nothing_else(store: Store) -> None:
+    variants = await _put_variants(store, "http://a.com/v", "k")
+    others = [await _put(store, f"http://b.com/{n}") for n in range(3)]
+    await store.put_job(_job("job-1"), LONG)
+    assert await store.purge(Everything()) == 4  # URLs (a variant is not counted on its own)
+    assert await _held(store, cache_key("http://a.com/v"), *variants, *others) == [False] * 6
+    assert await store.get_job("job-1") == _job("job-1")
+    assert await store.purge(ByTag("k")) == 0
+    assert await store.purge(Everything()) == 0
+
+
+async def test_variants_are_listed(store: Store) -> None:
+    variants = await _put_variants(store, "http://a.com/v")
+    assert await store.variants(cache_key("http://a.com/v")) == sorted(variants)
+    assert await store.variants(cache_key("http://a.com/none")) == []
+
+
+async def test_note_round_trips_and_expires(store: Store, pass_time: Callable[[float], Awaitable[None]]) -> None:
+    note = {"job": "j1", "status": 500, "stored": False, "reason": "a server error does not replace it"}
+    await store.put_note(H1, note, SHORT)
+    assert await store.get_note(H1) == note
+    assert await store.get_note(H2) is None
+    await pass_time(PAST_SHORT)
+    assert await store.get_note(H1) is None
+
+
+async def test_redis_indexes_expire_with_their_entries(redis_store: RedisStore) -> None:
+    """The key scheme: every index a write adds lives as long as its longest-lived entry, never for ever."""
+    url = "http://a.com/v"
+    await redis_store.put_entry(cache_key(url), VaryIndex(("accept",), "g"), 30.0)
+    await redis_store.put_entry(f"{cache_key(url)}:g:x", _tagged(url, "k"), 20.0)
+    await redis_store.put_entry(f"{cache_key(url)}:g:y", _tagged(url, "k"), 25.0)
+    for key in (urls_key("http://a.com"), variants_key(cache_key(url)), tag_key("k")):
+        assert 20_000 < await redis_store.redis.pttl(key) <= 25_000, key
 
 
 # --- jobs -------------------------------------------------------------------------------------------------------
