@@ -182,6 +182,11 @@ class Ask:
     revalidate: bool
     why: str
 
+    @property
+    def completes(self) -> bool:
+        """It asks only the bytes a stored part lacks (under ``If-Range``)."""
+        return any(k.lower() == "if-range" for k, _ in self.fields)
+
 
 def ask(request_headers: Headers, stored: Part | None) -> Ask:
     """What to ask the origin for a request (its fields as the job got them) when ``stored`` is what the cache

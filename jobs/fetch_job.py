@@ -98,15 +98,40 @@ def _counts(outcome: Outcome) -> dict[Count, int]:
 
 
 async def _fetch_and_store(env: JobEnv, url: str, headers: Headers) -> Outcome:
-    """Fetch, decide on the status and fields as soon as they arrive, and stream the body where the decision says;
-    a failure at any point (before the response, or while its body streams) ends in the failure half of
-    :func:`core.policy.after_fetch` (stand the stale response in, or fail)."""
+    """Fetch what is missing, once: the client's range, or only what a stored part lacks (RFC 9111 §3.4).
+
+    Only an origin that answers a request for the missing bytes (under ``If-Range``) with a part that does not
+    complete the stored one (a new representation's part, ignoring ``If-Range``) costs a second fetch, for what
+    the client asked, so that no request is answered with less than it asked for."""
     found = await lookup.find(env.store, url, headers)
     kept = found.entry
     held = partial.held(kept.status, kept.headers, kept.size) if kept is not None else None
-    # What to ask (RFC 9111 §3.4): the client's range, or only what a stored part lacks; the stored response takes
-    # part (revalidated, freshened, standing in) only when it holds all that is wanted.
     plan = partial.ask(headers, held)
+    outcome = await _fetch(env, url, headers, found, held=held, plan=plan)
+    if plan.completes and isinstance(outcome, Fetched) and not await _answers(env.store, outcome, headers):
+        log.info("job: %s: the origin's part did not complete the stored one; fetching what was asked", url)
+        again = partial.Ask(partial.forwarded_range(headers), revalidate=False, why="the stored part was not completed")
+        outcome = await _fetch(env, url, headers, replace(found, entry=None), held=None, plan=again)
+    return outcome
+
+
+async def _answers(store: Store, outcome: Fetched, headers: Headers) -> bool:
+    """Whether the response an outcome stands for answers the request: a whole one, or a part holding its range."""
+    got = await lookup.held_response(store, outcome)
+    if got is None or got.status != 206:
+        return True
+    part = partial.held(got.status, got.headers, got.size)
+    return part is not None and partial.covered(part, headers) is not None
+
+
+async def _fetch(
+    env: JobEnv, url: str, headers: Headers, found: lookup.Found, *, held: partial.Part | None, plan: partial.Ask
+) -> Outcome:
+    """Fetch as ``plan`` says, decide on the status and fields as soon as they arrive, and stream the body where
+    the decision says; a failure at any point (before the response, or while its body streams) ends in the failure
+    half of :func:`core.policy.after_fetch` (stand the stale response in, or fail). The stored response takes part
+    (revalidated, freshened, standing in) only when the plan says it holds all that is wanted."""
+    kept = found.entry
     if not plan.revalidate:
         found = replace(found, entry=None)
     stored = found.entry
