@@ -256,7 +256,10 @@ async def _store_part(
     key = await _save(env, url, headers, entry, decision.keep)
     how = "combined" if isinstance(combination, partial.Combine) else f"stored alone: {combination.reason}"
     log.info("job: %s -> 206 %s (%s; %d bytes)", url, new, how, entry.size)
-    return Fetched(got.status, key=key, stored=True, **_variant(entry.headers, headers))
+    # A part stored at the key may be replaced by another request's part (of another range) before this job's
+    # requesters read it: the outcome carries its own (a whole response answers any range, so it is named only).
+    own = entry if entry.status == 206 else None
+    return Fetched(got.status, key=key, response=own, stored=True, **_variant(entry.headers, headers))
 
 
 class BodyGoneError(Exception):

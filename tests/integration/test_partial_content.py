@@ -193,3 +193,14 @@ async def test_a_part_without_a_strong_validator_is_not_completed(proxies: Proxi
 def _weakened(answer: Answer) -> Answer:
     fields = tuple((k, f"W/{v}" if k == "ETag" else v) for k, v in answer.headers)
     return replace(answer, headers=fields)
+
+
+async def test_concurrent_misses_for_different_ranges_each_get_their_own(proxies: Proxies, origin: Origin) -> None:
+    """RFC 9110 §14: requests for different ranges never share a fetch: each gets the bytes it asked for."""
+    path = unique("ranged")
+    origin.program(path, Ranged(SMALL, delay=0.5))
+    spans = [(0, 9), (40, 49), (90, 99)]
+    replies = await asyncio.gather(*(fetch(proxies.inline, origin.url(path), f"bytes={a}-{b}") for a, b in spans))
+    for reply, (a, b) in zip(replies, spans, strict=True):
+        served(reply, SMALL, a, b)
+    assert sorted(r for r, _ in ranges_seen(origin, path)) == sorted(f"bytes={a}-{b}" for a, b in spans)
