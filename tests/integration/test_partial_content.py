@@ -3,7 +3,8 @@
 an ordinary client using grenier as its forward proxy in wait mode.
 
 Two proxies share the worker's settings but for the chunk size: one stores these bodies inline, the other in
-chunks of 1 KiB, so parts are cut, combined and served across chunk boundaries too.
+chunks of 1 KiB, so parts are cut, combined and served across chunk boundaries too. A third, embedded (its store in
+memory, its workers in the server process), runs the first tests over the other store.
 """
 
 from __future__ import annotations
@@ -27,6 +28,15 @@ CHUNK = 1024
 class Proxies:
     inline: str
     chunked: str
+    embedded: str
+
+    def of(self, kind: str) -> tuple[str, bytes]:
+        """The proxy of that kind and a body that is one chunk there (inline) or several."""
+        return {
+            "inline": (self.inline, SMALL),
+            "chunked": (self.chunked, LARGE),
+            "embedded": (self.embedded, LARGE),
+        }[kind]
 
 
 def _common(redis_url: str, origin: Origin) -> dict[str, str]:
@@ -47,7 +57,12 @@ def proxies(module_redis: str, second_module_redis: str, origin: Origin, module_
     module_launcher.worker(inline, processes=1)
     chunked = {**_common(second_module_redis, origin), "GRENIER_CACHE_CHUNK_BYTES": str(CHUNK)}
     module_launcher.worker(chunked, processes=1)
-    return Proxies(inline=module_launcher.serve(inline).url, chunked=module_launcher.serve(chunked).url)
+    embedded = {k: v for k, v in chunked.items() if k != "GRENIER_REDIS_URL"}
+    return Proxies(
+        inline=module_launcher.serve(inline).url,
+        chunked=module_launcher.serve(chunked).url,
+        embedded=module_launcher.serve(embedded).url,
+    )
 
 
 async def fetch(proxy: str, url: str, range_spec: str | None = None, **fields: str) -> Reply:
@@ -67,12 +82,12 @@ def served(reply: Reply, body: bytes, first: int, last: int) -> None:
     assert reply.body == body[first : last + 1]
 
 
-@pytest.mark.parametrize("kind", ["inline", "chunked"])
+@pytest.mark.parametrize("kind", ["inline", "chunked", "embedded"])
 async def test_range_miss_reaches_the_origin_once_and_the_part_is_stored(
     proxies: Proxies, origin: Origin, kind: str
 ) -> None:
     """§3.3: a range miss is fetched once (the range forwarded), its 206 stored; a range the part holds is a hit."""
-    proxy, body = (proxies.inline, SMALL) if kind == "inline" else (proxies.chunked, LARGE)
+    proxy, body = proxies.of(kind)
     path = unique("ranged")
     origin.program(path, Ranged(body))
     last = len(body) // 2
@@ -90,11 +105,11 @@ async def test_range_miss_reaches_the_origin_once_and_the_part_is_stored(
     assert origin.hits(path) == 1
 
 
-@pytest.mark.parametrize("kind", ["inline", "chunked"])
+@pytest.mark.parametrize("kind", ["inline", "chunked", "embedded"])
 async def test_parts_combine_into_the_whole_response(proxies: Proxies, origin: Origin, kind: str) -> None:
     """§3.4: with a stored head, a request for the whole asks only for the rest, under If-Range with the part's
     strong validator; the two parts combine into a complete 200 that answers every later request."""
-    proxy, body = (proxies.inline, SMALL) if kind == "inline" else (proxies.chunked, LARGE)
+    proxy, body = proxies.of(kind)
     path = unique("ranged")
     origin.program(path, Ranged(body))
     half = len(body) // 2 + 1  # an odd split, off any chunk boundary
@@ -204,3 +219,26 @@ async def test_concurrent_misses_for_different_ranges_each_get_their_own(proxies
     for reply, (a, b) in zip(replies, spans, strict=True):
         served(reply, SMALL, a, b)
     assert sorted(r for r, _ in ranges_seen(origin, path)) == sorted(f"bytes={a}-{b}" for a, b in spans)
+
+
+async def test_an_origin_that_ignores_range_is_asked_once(proxies: Proxies, origin: Origin) -> None:
+    """RFC 9110 §14.2: an origin may answer a range request with the whole 200: it is stored whole, the range is
+    cut from it, and every later request is a hit."""
+    url = origin.route(body=SMALL)  # a Route ignores Range
+    served(await fetch(proxies.inline, url, "bytes=10-19"), SMALL, 10, 19)
+    whole = await fetch(proxies.inline, url)
+    assert whole.status == 200
+    assert whole.body == SMALL
+    assert whole.headers["Cache-Status"].startswith("grenier;hit")
+    assert origin.hits(url) == 1
+
+
+async def test_an_unsatisfiable_range_gets_the_origins_416(proxies: Proxies, origin: Origin) -> None:
+    """RFC 9110 §15.5.17: a range beyond the representation, on a miss, is answered with the origin's 416, which
+    is not stored (no explicit freshness, and it answers the request's own fields)."""
+    path = unique("ranged")
+    origin.program(path, Ranged(SMALL))
+    reply = await fetch(proxies.inline, origin.url(path), "bytes=500-")
+    assert reply.status == 416
+    assert reply.headers["Content-Range"] == f"bytes */{len(SMALL)}"
+    assert ranges_seen(origin, path) == [("bytes=500-", None)]
