@@ -169,6 +169,15 @@ def covered(part: Part, request_headers: Headers) -> tuple[int, int] | None:
     return span
 
 
+def answers(status: int, headers: Headers, size: int, request_headers: Headers) -> bool:
+    """Whether a stored response may answer this request: any whole one (a range is cut from it, RFC 9110 §14),
+    and a part (a 206 of ``size`` bytes) only when it holds the range asked (RFC 9111 §3.4)."""
+    if status != 206:
+        return True
+    part = held(status, headers, size)
+    return part is not None and covered(part, request_headers) is not None
+
+
 # --- a range miss: what the fetch asks (RFC 9111 §3.4, RFC 9110 §13.1.5) -----------------------------------------
 
 

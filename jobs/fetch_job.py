@@ -118,10 +118,7 @@ async def _fetch_and_store(env: JobEnv, url: str, headers: Headers) -> Outcome:
 async def _answers(store: Store, outcome: Fetched, headers: Headers) -> bool:
     """Whether the response an outcome stands for answers the request: a whole one, or a part holding its range."""
     got = await lookup.held_response(store, outcome)
-    if got is None or got.status != 206:
-        return True
-    part = partial.held(got.status, got.headers, got.size)
-    return part is not None and partial.covered(part, headers) is not None
+    return got is None or partial.answers(got.status, got.headers, got.size, headers)
 
 
 async def _fetch(

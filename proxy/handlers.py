@@ -59,7 +59,8 @@ async def serve_target(request: web.Request, url: str, *, api: bool = False) -> 
     sent = forwarding.for_job(req_headers, svc.settings.upstream.forward_headers)
     found = await lookup.find(svc.store, url, sent)
     # A stored part (RFC 9111 §3.3) answers only a range it holds; for anything else it is as good as absent.
-    usable = found.entry if found.entry is not None and _answers(found.entry, req_headers) else None
+    entry = found.entry
+    usable = entry if entry and partial.answers(entry.status, entry.headers, entry.size, req_headers) else None
     decision = policy.decide(req_headers, usable.times if usable else None, now, svc.settings.cache)
     try:
         match decision:
@@ -114,14 +115,6 @@ def _relay_reason(
     if not api and any(policy.values(req_headers, name) for name in CREDENTIALS):
         return "bypass", "request carries credentials"
     return None
-
-
-def _answers(entry: StoredResponse, req_headers: Headers) -> bool:
-    """Whether a stored response may answer this request: any whole one, and a part that holds the range asked."""
-    if entry.status != 206:
-        return True
-    part = partial.held(entry.status, entry.headers, entry.size)
-    return part is not None and partial.covered(part, req_headers) is not None
 
 
 async def _hit(svc: Services, req_headers: Headers, entry: StoredResponse, hit: policy.Hit, now: float) -> web.Response:

@@ -321,3 +321,51 @@ def test_combined_fields(section: str, combined: Combine, expected: Headers) -> 
         ("ETag", ETAG), ("Content-Range", "bytes 5-7/10"), ("Content-Length", "3"), ("Content-Type", "text/plain")
     )
     assert partial.combined_fields(part_fields, combined) == expected, section
+
+
+ANSWERS_CASES: list[tuple[str, int, Headers, int, Headers, bool]] = [
+    ("RFC 9110 §14 a whole response answers a range", 200, (), 10, rng("bytes=0-4"), True),
+    ("§4 a whole response answers the whole", 200, (), 10, (), True),
+    (
+        "§3.4 a part answers a range it holds",
+        206,
+        h(
+            ("Content-Range", "bytes 0-4/10"),
+        ),
+        5,
+        rng("bytes=1-3"),
+        True,
+    ),
+    (
+        "§3.4 a part does not answer a range it lacks",
+        206,
+        h(
+            ("Content-Range", "bytes 0-4/10"),
+        ),
+        5,
+        rng("bytes=4-5"),
+        False,
+    ),
+    (
+        "§3.4 a part does not answer the whole",
+        206,
+        h(
+            ("Content-Range", "bytes 0-4/10"),
+        ),
+        5,
+        (),
+        False,
+    ),
+    ("§3.3 a broken part answers nothing", 206, (), 5, rng("bytes=0-1"), False),
+]
+
+
+@pytest.mark.parametrize(
+    ("section", "status", "headers", "size", "request_headers", "expected"),
+    ANSWERS_CASES,
+    ids=[c[0] for c in ANSWERS_CASES],
+)
+def test_answers(
+    section: str, status: int, headers: Headers, size: int, request_headers: Headers, expected: bool
+) -> None:
+    assert partial.answers(status, headers, size, request_headers) is expected, section
