@@ -43,7 +43,8 @@ class Fetched:
     key: str | None = None
     """Where the cache holds the response (stored now, or the stored one standing in)."""
     response: StoredResponse | None = None
-    """The response itself, when the cache does not hold it."""
+    """The response itself, when the cache does not hold it, or holds it only as a part (RFC 9111 §3.3) that a
+    fetch of another range may replace at the key before this job's requesters read it."""
     stored: bool = False
     not_stored: str | None = None
     """Why the response was not stored, when it was not."""

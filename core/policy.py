@@ -29,11 +29,11 @@ Headers = tuple[tuple[str, str], ...]
 DELTA_MAX = 2**31
 
 #: RFC 9110 §15.1: codes that are heuristically cacheable (may be stored without explicit freshness).
-HEURISTIC_STATUSES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
+HEURISTIC_STATUSES = frozenset({200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501})
 
 #: Status codes whose semantics grenier implements, for ``must-understand`` (§5.2.2.3).
 UNDERSTOOD_STATUSES = frozenset(
-    {200, 203, 204, 300, 301, 302, 303, 307, 308, 400, 403, 404, 405, 410, 414, 451, 500, 501, 502, 503, 504}
+    {200, 203, 204, 206, 300, 301, 302, 303, 307, 308, 400, 403, 404, 405, 410, 414, 451, 500, 501, 502, 503, 504}
 )
 
 #: RFC 9110 §9.2.1: methods that do not change the target; any other one invalidates (§4.4).
@@ -361,8 +361,10 @@ def not_storable_reason(
     """Why a shared cache must not store this response, or ``None`` when it may (§3)."""
     if method not in {"GET", "HEAD"}:
         return f"method {method} is not cacheable"
-    if status < 200 or status in {206, 304}:
+    if status < 200 or status == 304:
         return f"status {status} is not a complete final response"
+    if status == 206 and len(values(response_headers, "content-range")) != 1:  # §3.3: stored as one part
+        return "206 without one Content-Range is not stored"
     req = CacheControl.of(request_headers)
     resp = response_cc(response_headers, rules.targets)
     if req.no_store:
@@ -522,7 +524,7 @@ def retention(headers: Headers, lifetime: float, rules: CacheSettings) -> float:
 
 # --- using a stored response (§4) -----------------------------------------------------------------------------
 
-Fwd = Literal["uri-miss", "vary-miss", "miss", "request", "stale", "method", "bypass"]
+Fwd = Literal["uri-miss", "vary-miss", "miss", "request", "stale", "partial", "method", "bypass"]
 
 
 @dataclass(frozen=True)

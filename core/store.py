@@ -17,8 +17,8 @@ key                               value                                         
 ``<p>:chunk:<h>:<ver>:<i>``       chunk ``i`` of a body too large to be inline (an         its entry's, plus a
                                   entry's :class:`BodyRef` names ``<h>:<ver>``)           minute
 ``<p>:job:<id>``                  :class:`JobRecord` bytes (with the fetched response)    ``jobs.result_ttl``
-``<p>:inflight:<k>``              id of the job fetching that key now                    job time limit; a few
-                                                                                         seconds after it ends
+``<p>:inflight:<k>``              id of the job fetching that key now (``<k>:<range>``   job time limit; a few
+                                  for a range miss: only the same range collapses)       seconds after it ends
 ``<p>:stats:<name>``              integer counter (``INCRBY``)                           none
 ``<p>:urls:<origin>``             sorted set, every score 0, of ``<url> <h>`` for each    the longest of its
                                   URL of ``<origin>`` (``scheme://host[:port]``) with an  entries' (``PEXPIRE NX``,

@@ -16,10 +16,11 @@ import contextlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
 from typing import TypedDict, assert_never
 
-from core import inspection, invalidation, lookup, policy
+from core import inspection, invalidation, lookup, partial, policy
 from core.counts import Count
 from core.forwarding import marks
 from core.netguard import TargetRefused
@@ -113,13 +114,43 @@ def _counts(outcome: Outcome) -> dict[Count, int]:
 
 
 async def _fetch_and_store(env: JobEnv, url: str, headers: Headers) -> Outcome:
-    """Fetch, decide on the status and fields as soon as they arrive, and stream the body where the decision says;
-    a failure at any point (before the response, or while its body streams) ends in the failure half of
-    :func:`core.policy.after_fetch` (stand the stale response in, or fail)."""
+    """Fetch what is missing, once: the client's range, or only what a stored part lacks (RFC 9111 §3.4).
+
+    Only an origin that answers a request for the missing bytes (under ``If-Range``) with a part that does not
+    complete the stored one (a new representation's part, ignoring ``If-Range``) costs a second fetch, for what
+    the client asked, so that no request is answered with less than it asked for."""
     found = await lookup.find(env.store, url, headers)
+    kept = found.entry
+    held = partial.held(kept.status, kept.headers, kept.size) if kept is not None else None
+    plan = partial.ask(headers, held)
+    outcome = await _fetch(env, url, headers, found, held=held, plan=plan)
+    if plan.completes and isinstance(outcome, Fetched) and not await _answers(env.store, outcome, headers):
+        log.info("job: %s: the origin's part did not complete the stored one; fetching what was asked", url)
+        again = partial.Ask(partial.forwarded_range(headers), revalidate=False, why="the stored part was not completed")
+        outcome = await _fetch(env, url, headers, replace(found, entry=None), held=None, plan=again)
+    return outcome
+
+
+async def _answers(store: Store, outcome: Fetched, headers: Headers) -> bool:
+    """Whether the response an outcome stands for answers the request: a whole one, or a part holding its range."""
+    got = await lookup.held_response(store, outcome)
+    return got is None or partial.answers(got.status, got.headers, got.size, headers)
+
+
+async def _fetch(
+    env: JobEnv, url: str, headers: Headers, found: lookup.Found, *, held: partial.Part | None, plan: partial.Ask
+) -> Outcome:
+    """Fetch as ``plan`` says, decide on the status and fields as soon as they arrive, and stream the body where
+    the decision says; a failure at any point (before the response, or while its body streams) ends in the failure
+    half of :func:`core.policy.after_fetch` (stand the stale response in, or fail). The stored response takes part
+    (revalidated, freshened, standing in) only when the plan says it holds all that is wanted."""
+    kept = found.entry
+    if not plan.revalidate:
+        found = replace(found, entry=None)
     stored = found.entry
     conditional = policy.validators(stored.headers) if stored is not None else ()
-    sent = (*headers, *conditional, *marks(env.settings.server.pseudonym))
+    asked = (*((k, v) for k, v in headers if k.lower() != "range"), *plan.fields)
+    sent = (*asked, *conditional, *marks(env.settings.server.pseudonym))
     limit = env.settings.jobs.time_limit
     try:
         async with asyncio.timeout(limit), env.upstream.stream(url, sent) as got:
@@ -127,6 +158,8 @@ async def _fetch_and_store(env: JobEnv, url: str, headers: Headers) -> Outcome:
             decision = policy.after_fetch(
                 headers, stored.times if stored else None, received, time.time(), env.settings.cache
             )
+            if isinstance(decision, policy.Store) and decision.status == 206:
+                return await _store_part(env, url, headers, kept=kept, held=held, got=got, decision=decision)
             return await _carry_out(env, url, headers, found, got, decision=decision)
     except TargetRefused as exc:
         log.info("job: %s refused: %s", url, exc.detail)
@@ -183,7 +216,9 @@ async def _carry_out(
             log.info("job: %s -> 304 (revalidated)", url)
             return Fetched(got.status, key=key, stored=True, detail=REVALIDATED, **_variant(entry.headers, headers))
         case policy.Store():
-            body, ref = await write_body(env.store, url, got, rules.chunk_bytes, decision.keep + CHUNK_MARGIN)
+            body, ref = await write_body(
+                env.store, url, got.pieces(rules.chunk_bytes), rules.chunk_bytes, decision.keep + CHUNK_MARGIN
+            )
             entry = _entry(env, url, got, decision, body, ref=ref)
             key = await _save(env, url, headers, entry, decision.keep)
             log.info("job: %s -> %d (stored, %d bytes)", url, got.status, entry.size)
@@ -198,7 +233,7 @@ async def _carry_out(
         case policy.DoNotStore(reason=reason):
             # Kept for the request that fetched it alone, briefly: its chunks expire with the job's record.
             keep = min(env.settings.jobs.result_ttl, env.settings.jobs.unstored_result_ttl) + CHUNK_MARGIN
-            body, ref = await write_body(env.store, url, got, rules.chunk_bytes, keep)
+            body, ref = await write_body(env.store, url, got.pieces(rules.chunk_bytes), rules.chunk_bytes, keep)
             entry = _entry(env, url, got, decision, body, ref=ref)
             log.info("job: %s -> %d (%s)", url, got.status, reason)
             return Fetched(got.status, response=entry, not_stored=reason, **_variant(entry.headers, headers))
@@ -206,14 +241,108 @@ async def _carry_out(
             assert_never(decision)
 
 
+async def _store_part(
+    env: JobEnv,
+    url: str,
+    headers: Headers,
+    *,
+    kept: StoredResponse | None,
+    held: partial.Part | None,
+    got: UpstreamStream,
+    decision: policy.Store,
+) -> Outcome:
+    """Store a 206 as a part (RFC 9111 §3.3), combined with the stored response when §3.4 allows it (same strong
+    validator and length, spans that overlap or adjoin): the combined span, or the complete 200 once the parts
+    add up. The part's body streams into the store first; a combination is then assembled from both bodies, one
+    chunk at a time, under a new version, and the entry pointing at it is written last."""
+    chunk, expire = env.settings.cache.chunk_bytes, decision.keep + CHUNK_MARGIN
+    body, ref = await write_body(env.store, url, got.pieces(chunk), chunk, expire)
+    entry = _entry(env, url, got, decision, body, ref=ref)
+    new = partial.held(entry.status, entry.headers, entry.size)
+    if new is None:
+        reason = "the 206's Content-Range does not match its body"
+        log.info("job: %s -> 206 (%s)", url, reason)
+        return Fetched(got.status, response=entry, not_stored=reason, **_variant(entry.headers, headers))
+    combination = partial.combine(held, new)
+    if isinstance(combination, partial.Combine) and kept is not None:
+        fields = kept.headers if combination.fields_from == "stored" else entry.headers
+        pieces = _pieces(env.store, combination, kept, entry)
+        try:
+            body, ref = await write_body(env.store, url, _rechunk(pieces, chunk), chunk, expire)
+        except BodyGoneError:
+            combination = partial.Alone("the stored part's body is gone")
+        else:
+            status = 200 if combination.whole else 206
+            whole = partial.combined_fields(fields, combination)
+            entry = StoredResponse(
+                url, status, whole, body, got.request_time, got.response_time, decision.lifetime, ref, entry.tags
+            )
+    key = await _save(env, url, headers, entry, decision.keep)
+    how = "combined" if isinstance(combination, partial.Combine) else f"stored alone: {combination.reason}"
+    log.info("job: %s -> 206 %s (%s; %d bytes)", url, new, how, entry.size)
+    # A part stored at the key may be replaced by another request's part (of another range) before this job's
+    # requesters read it: the outcome carries its own (a whole response answers any range, so it is named only).
+    own = entry if entry.status == 206 else None
+    return Fetched(got.status, key=key, response=own, stored=True, **_variant(entry.headers, headers))
+
+
+class BodyGoneError(Exception):
+    """A stored body's chunk is gone while a combination reads it."""
+
+
+async def _pieces(
+    store: Store, combination: partial.Combine, kept: StoredResponse, new: StoredResponse
+) -> AsyncIterator[bytes]:
+    """The combined body, piece by piece, each read from the body that holds it."""
+    starts = {"stored": _start(kept), "new": _start(new)}
+    for piece in combination.pieces:
+        source = kept if piece.source == "stored" else new
+        offset = starts[piece.source]
+        async for data in _body_bytes(store, source, piece.first - offset, piece.last - offset):
+            yield data
+
+
+def _start(entry: StoredResponse) -> int:
+    """Where a stored body starts in the representation (0 unless it is a part)."""
+    part = partial.held(entry.status, entry.headers, entry.size)
+    return part.first if part is not None else 0
+
+
+async def _body_bytes(store: Store, entry: StoredResponse, first: int, last: int) -> AsyncIterator[bytes]:
+    """Bytes ``first`` to ``last`` of a stored body, inline or read chunk by chunk."""
+    ref = entry.body_ref
+    if ref is None:
+        yield entry.body[first : last + 1]
+        return
+    for index in ref.span(first, last):
+        (data,) = await store.get_chunks(ref.name, [index], ref.size)
+        if data is None:
+            raise BodyGoneError(ref.name)
+        start = index * ref.chunk
+        yield data[max(first - start, 0) : last - start + 1]
+
+
+async def _rechunk(pieces: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
+    """``pieces`` regrouped into pieces of exactly ``size`` bytes (the last may be shorter), as bodies are stored."""
+    buffer = bytearray()
+    async for data in pieces:
+        buffer += data
+        while len(buffer) >= size:
+            yield bytes(buffer[:size])
+            del buffer[:size]
+    if buffer:
+        yield bytes(buffer)
+
+
 async def write_body(
-    store: Store, url: str, got: UpstreamStream, chunk: int, expire: float
+    store: Store, url: str, pieces: AsyncIterator[bytes], chunk: int, expire: float
 ) -> tuple[bytes, BodyRef | None]:
-    """Stream the body into the store: inline when it fits in one chunk, else chunk by chunk under a new version
-    (so memory holds one chunk at a time). The caller writes the entry that points at it last, once it is whole."""
+    """Stream a body (``pieces`` of ``chunk`` bytes, the last maybe shorter) into the store: inline when it is one
+    chunk, else chunk by chunk under a new version (so memory holds one chunk at a time). The caller writes the
+    entry that points at it last, once it is whole."""
     name = f"{cache_key(url)}:{uuid.uuid4().hex[:16]}"
     size, count, first = 0, 0, b""
-    async for piece in got.pieces(chunk):
+    async for piece in pieces:
         if count == 0 and not first:
             first = piece
         else:

@@ -16,7 +16,7 @@ from typing import assert_never
 
 from aiohttp import web
 
-from core import forwarding, lookup, policy
+from core import forwarding, lookup, partial, policy
 from core.counts import Count
 from core.outcome import Fetched
 from core.policy import Headers
@@ -59,7 +59,10 @@ async def serve_target(request: web.Request, url: str, *, api: bool = False) -> 
     # Variants are selected by what the origin is sent (§4.1): the forwarded fields, not whatever the client wrote.
     sent = forwarding.for_job(req_headers, svc.settings.upstream.forward_headers)
     found = await lookup.find(svc.store, url, sent)
-    decision = policy.decide(req_headers, found.entry.times if found.entry else None, now, svc.settings.cache)
+    # A stored part (RFC 9111 §3.3) answers only a range it holds; for anything else it is as good as absent.
+    entry = found.entry
+    usable = entry if entry and partial.answers(entry.status, entry.headers, entry.size, req_headers) else None
+    decision = policy.decide(req_headers, usable.times if usable else None, now, svc.settings.cache)
     try:
         match decision:
             case policy.Hit():
@@ -71,6 +74,8 @@ async def serve_target(request: web.Request, url: str, *, api: bool = False) -> 
             case policy.Forward(fwd=fwd, detail=detail):
                 if fwd == "uri-miss" and found.vary_miss:
                     fwd = "vary-miss"
+                elif fwd == "uri-miss" and found.entry is not None:
+                    fwd, detail = "partial", "the stored part does not hold the range asked"
                 return await _miss(svc, request, url, found, sent, now=now, fwd=fwd, detail=detail, api=api)
             case _:
                 assert_never(decision)
@@ -169,13 +174,12 @@ async def _miss(
             headers={"Cache-Status": cache_status(svc.pseudonym, fwd=fwd, detail="only-if-cached")},
         )
     await svc.upstream.admit(url)
-    started = await start_fetch(svc, request, url, found, sent, since=now)
+    # A range miss is fetched once, by the job: it forwards the client's range (or asks only what a stored part
+    # lacks) and stores the part it gets (RFC 9111 §3.3). Only requests for the same range collapse onto one job.
+    # (/fetch forwards no Range: its request's fields are meant for grenier; its range is cut from the whole.)
+    asked = () if api else partial.forwarded_range(req_headers)
+    started = await start_fetch(svc, request, url, found, (*sent, *asked), since=now)
     svc.counters.add(Count.REFRESHES if fwd == "request" else Count.MISSES)
-    if not api and policy.first(req_headers, "range") is not None:
-        # No stored response answers this range: relay it now (never store a part as the whole); the job just
-        # started stores the whole response for the next request. (/fetch never relays: its request's fields are
-        # meant for grenier, not the target; its range is cut from the job's whole response instead.)
-        return await passthrough.relay(request, url, "bypass", "range request not answerable from cache")
     record = await _wait(svc, request, started.record if started.joined is None else started.joined)
     if started.joined is not None:
         # Collapsed: the joined job's outcome is ours only when shareable with our request (else a fetch of our
@@ -214,7 +218,9 @@ async def start_fetch(
     """Start or join the fetch of ``url`` with the forwarded fields ``sent`` (``track``: the request will poll or
     wait for it); a new fetch first passes the client's miss rate and the queue's backlog."""
     await admission(svc, request)()
-    started = await svc.dispatcher.start(url, flight=found.key, since=since, headers=sent, track=track)
+    ranged = partial.forwarded_range(sent)
+    flight = found.key if not ranged else f"{found.key}:{ranged[0][1]}"
+    started = await svc.dispatcher.start(url, flight=flight, since=since, headers=sent, track=track)
     if started.collapsed:
         svc.counters.add(Count.COLLAPSED)
     return started

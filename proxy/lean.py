@@ -16,7 +16,8 @@ test_lean_hits.py`` holds the two to the same bytes):
   ``/_grenier/`` without percent-escapes. Loops and targets the SSRF guard refuses by spelling go the full way, to be
   refused there;
 * an entry already in memory (the embedded store, or the hot tier in Redis mode; never a read that would wait), not a
-  Vary index, whose body is whole in memory too, and that ``decide`` calls a fresh :class:`~core.policy.Hit`.
+  Vary index nor a stored part (a 206), whose body is whole in memory too, and that ``decide`` calls a fresh
+  :class:`~core.policy.Hit`.
 
 Everything else goes to aiohttp, and so does every later byte of that connection: the handover is final, so
 aiohttp's parser never starts in the middle of a connection, and a connection that only asks for hits (a load
@@ -229,8 +230,8 @@ class LeanHits:
 
     def answer(self, target: _Target, entry: StoredResponse, body: list[bytes], started: float) -> list[bytes] | None:
         """The bytes that answer ``target`` with ``entry`` if it is a fresh hit now, counted as one."""
-        if entry.status not in _PHRASES:
-            return None
+        if entry.status not in _PHRASES or entry.status == 206:
+            return None  # a stored part (RFC 9111 §3.3) never answers a request without a range
         now = time.time()
         decision = policy.decide((), entry.times, now, self._rules)
         if not isinstance(decision, policy.Hit) or decision.ttl < 0:

@@ -14,14 +14,13 @@ from aiohttp import web
 from aiohttp.payload import AsyncIterablePayload
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from core import forwarding, policy
+from core import forwarding, partial, policy
 from core.outcome import Failed, Fetched
 from core.policy import Headers
 from core.records import BodyRef, JobRecord, StoredResponse
 from core.store import Store
 
 from .cache_status import cache_status
-from .ranges import Unsatisfiable, byte_range
 from .refusals import problem_response
 
 #: Fields recomputed for every response rather than replayed from the store.
@@ -122,7 +121,9 @@ async def from_entry(
     """The stored response for this request: a 304 when its conditionals match (§4.3.2), one byte range when
     asked (RFC 9110 §14), else the whole of it; always with a fresh ``Age`` (§4.2.3) and ``Cache-Status``.
 
-    A chunked body streams from ``store`` (only the chunks a range needs); :class:`BodyGone` when it is gone."""
+    A stored part (a 206, RFC 9111 §3.3) answers with the range asked when it holds it (``partial.covered``), else
+    as it was received (the answer to the range its fetch asked for). A chunked body streams from ``store`` (only
+    the chunks a range needs); :class:`BodyGone` when it is gone."""
     age = policy.current_age(entry.headers, entry.request_time, entry.response_time, now)
     if policy.not_modified(request_headers, entry.status, entry.headers):
         return web.Response(
@@ -131,10 +132,18 @@ async def from_entry(
     headers = _fields(entry.headers, age, status_field, pseudonym)
     size, status, first, last = entry.size, entry.status, 0, entry.size - 1
     range_field = policy.first(request_headers, "range")
-    if range_field and entry.status == 200 and policy.first(request_headers, "if-range") is None:
+    if entry.status == 206:
+        part = partial.held(entry.status, entry.headers, size)
+        span = partial.covered(part, request_headers) if part is not None else None
+        if part is not None and span is not None:
+            # Positions in the representation, read from the part's own body, which starts at part.first.
+            first, last = span[0] - part.first, span[1] - part.first
+            length = "*" if part.length is None else str(part.length)
+            headers["Content-Range"] = f"bytes {span[0]}-{span[1]}/{length}"
+    elif range_field and entry.status == 200 and policy.first(request_headers, "if-range") is None:
         try:
-            span = byte_range(range_field, size)
-        except Unsatisfiable:
+            span = partial.byte_range(range_field, size)
+        except partial.Unsatisfiable:
             return problem_response(
                 416,
                 "Range Not Satisfiable",

@@ -40,6 +40,12 @@ def module_redis(redis_server: str) -> str:
     return fresh_database(redis_server, next(_databases))
 
 
+@pytest.fixture(scope="module")
+def second_module_redis(redis_server: str) -> str:
+    """Another database for this module, for a second group of processes that must not share the first's queue."""
+    return fresh_database(redis_server, next(_databases))
+
+
 @pytest.fixture
 def fresh_redis(redis_server: str) -> Callable[[], str]:
     """Make a Redis URL on an emptied database of the session's server, for this test's processes alone."""

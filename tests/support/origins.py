@@ -137,6 +137,38 @@ class Route:
         return Answer(self.status, tuple(headers.items()), body, delay=delay)
 
 
+@dataclass(frozen=True)
+class Ranged:
+    """A program for one path that serves byte ranges of ``body`` as an origin does (RFC 9110 §14): a single
+    ``Range`` is answered 206 with its ``Content-Range`` (416 when unsatisfiable), anything else 200 with the whole;
+    ``If-Range`` is honoured (a range only while it matches the current ETag) unless ``if_range`` is false. The
+    ETag is ``"v<k>"``, ``k`` the request number when ``changing``, else 1."""
+
+    body: bytes
+    cache_control: str = DEFAULT_CACHE_CONTROL
+    changing: bool = False
+    if_range: bool = True
+    delay: float = 0.0
+
+    def __call__(self, n: int, seen: Seen) -> Answer:
+        etag = f'"v{n if self.changing else 1}"'
+        fields = (("Cache-Control", self.cache_control), ("ETag", etag), ("Content-Type", "text/plain"))
+        spec = (seen.get("Range") or "").removeprefix("bytes=")
+        current = not self.if_range or seen.get("If-Range") in {None, etag}
+        first_s, dash, last_s = spec.partition("-")
+        if not spec or "," in spec or not dash or not current:
+            return Answer(200, fields, self.body, delay=self.delay)
+        size = len(self.body)
+        if not first_s:
+            first, last = max(0, size - int(last_s)), size - 1
+        else:
+            first, last = int(first_s), min(int(last_s) if last_s else size - 1, size - 1)
+        if first >= size:
+            return Answer(416, (("Content-Range", f"bytes */{size}"),), b"", delay=self.delay)
+        part = (*fields, ("Content-Range", f"bytes {first}-{last}/{size}"))
+        return Answer(206, part, self.body[first : last + 1], delay=self.delay)
+
+
 class Requests(list[Seen]):
     """Every request the origin received, in arrival order; called with a path (or a URL on the origin), that path's
     requests only."""
