@@ -21,7 +21,7 @@ from typing import TypedDict, assert_never
 
 from core import lookup, policy
 from core.counts import Count
-from core.forwarding import marks
+from core.forwarding import marks, outgoing
 from core.netguard import TargetRefused
 from core.outcome import STALE_IF_ERROR, Failed, Fetched, Outcome
 from core.policy import Headers
@@ -103,7 +103,8 @@ async def _fetch_and_store(env: JobEnv, url: str, headers: Headers) -> Outcome:
     found = await lookup.find(env.store, url, headers)
     stored = found.entry
     conditional = policy.validators(stored.headers) if stored is not None else ()
-    sent = (*headers, *conditional, *marks(env.settings.server.pseudonym))
+    # ``headers`` are the fields the request presented (they select the variant); the deny list stays here.
+    sent = (*outgoing(headers, env.settings.upstream.deny_fields), *conditional, *marks(env.settings.server.pseudonym))
     limit = env.settings.jobs.time_limit
     try:
         async with asyncio.timeout(limit), env.upstream.stream(url, sent) as got:

@@ -7,6 +7,7 @@ goes down the miss path (:func:`_miss`).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -27,6 +28,8 @@ from . import passthrough, prefer, responses
 from .access import peer_address
 from .cache_status import cache_status
 from .dispatch import Admit, Started
+from .locations import absolute_job_location
+from .negotiation import prefers_html
 from .refusals import problem_response
 from .services import SERVICES, Services
 
@@ -34,7 +37,8 @@ log = logging.getLogger(__name__)
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 CACHEABLE_METHODS = ("GET", "HEAD")
-CREDENTIALS = ("authorization", "cookie")
+#: RFC 9111 §3.5 detail when a request with Authorization may not use the stored response.
+AUTHORIZED_MISS = "request carries Authorization and the stored response does not allow sharing it"
 
 
 class LoopDetected(Problem):
@@ -45,9 +49,12 @@ class LoopDetected(Problem):
 async def serve_target(request: web.Request, url: str, *, api: bool = False) -> web.StreamResponse:
     """Answer for ``url`` from the cache, or start (or join) its fetch job and wait or answer 202.
 
-    ``api`` marks ``/fetch?url=``: it only reads, and the request's own credentials are meant for grenier, never
-    for the target. In forward and reverse mode other methods, and requests that carry credentials, are relayed
-    straight upstream: they are never answered from nor stored into a shared entry (RFC 9111 §3.5).
+    ``api`` marks ``/fetch?url=``: it only reads, and the request's own fields are meant for grenier: only the
+    allow-listed ones go to the target. In forward and reverse mode grenier is transparent: the fetch carries the
+    client's end-to-end fields (but the deny list), and those it presented select the variant (RFC 9111 §4.1).
+    Other methods, requests with a cookie, and (unless ``cache.share_authorized``) requests with Authorization are
+    relayed straight upstream: never answered from nor stored into a shared entry. A request with Authorization
+    takes a fetch of its own (its credentials sent) and may use a stored response only if it allows that (§3.5).
     """
     svc = request.app[SERVICES]
     now = time.time()
@@ -55,10 +62,15 @@ async def serve_target(request: web.Request, url: str, *, api: bool = False) -> 
     relay = _relay_reason(svc, request.method, url, req_headers, api=api)
     if relay is not None:
         return await passthrough.relay(request, url, *relay)
-    # Variants are selected by what the origin is sent (§4.1): the forwarded fields, not whatever the client wrote.
-    sent = forwarding.for_job(req_headers, svc.settings.upstream.forward_headers)
+    if api:
+        sent = forwarding.for_job(req_headers, svc.settings.upstream.forward_headers)
+    else:
+        sent = forwarding.presented(req_headers)
     found = await lookup.find(svc.store, url, sent)
     decision = policy.decide(req_headers, found.entry.times if found.entry else None, now, svc.settings.cache)
+    authorized = bool(policy.values(sent, "authorization"))
+    if authorized and found.entry is not None and not policy.shared_with_authorized(found.entry.headers):
+        decision = policy.Forward("miss", AUTHORIZED_MISS)
     try:
         match decision:
             case policy.Hit():
@@ -107,7 +119,11 @@ def _relay_reason(
                 headers={"Allow": ", ".join(CACHEABLE_METHODS)},
             )
         return "method", None
-    if not api and any(policy.values(req_headers, name) for name in CREDENTIALS):
+    if api:
+        return None
+    if policy.values(req_headers, "cookie"):
+        return "bypass", "request carries a cookie"
+    if policy.values(req_headers, "authorization") and not svc.settings.cache.share_authorized:
         return "bypass", "request carries credentials"
     return None
 
@@ -175,7 +191,9 @@ async def _miss(
         # started stores the whole response for the next request. (/fetch never relays: its request's fields are
         # meant for grenier, not the target; its range is cut from the job's whole response instead.)
         return await passthrough.relay(request, url, "bypass", "range request not answerable from cache")
-    record = await _wait(svc, request, started.record if started.joined is None else started.joined)
+    followed = started.record if started.joined is None else started.joined
+    waited = followed.pending and _wait_seconds(svc, request) > 0
+    record = await _wait(svc, request, followed)
     if started.joined is not None:
         # Collapsed: the joined job's outcome is ours only when shareable with our request (else a fetch of our
         # own starts, under our record); either way the location we answer with is our own record's.
@@ -184,8 +202,35 @@ async def _miss(
             record = await _wait(svc, request, record)
         else:
             record = replace(started.record, state=record.state)
+    response = await _answer(svc, request, record, fwd=fwd, detail=detail, collapsed=started.collapsed, api=api)
+    if waited and prefer.wait_requested(request.headers.getall("Prefer", [])):
+        response.headers["Preference-Applied"] = "wait"  # RFC 7240 §3: the wait was honoured
+    return response
+
+
+async def _answer(
+    svc: Services,
+    request: web.Request,
+    record: JobRecord,
+    *,
+    fwd: str,
+    detail: str | None,
+    collapsed: bool,
+    api: bool,
+) -> web.StreamResponse:
+    """The miss's answer once any wait is over: the 202 (JSON; in forward and reverse mode a page for a browser,
+    which shows the target's URL), or the outcome."""
+    req_headers: Headers = tuple(request.headers.items())
     if record.pending:
-        return responses.accepted(record, pseudonym=svc.pseudonym, fwd=fwd, collapsed=started.collapsed, detail=detail)
+        return responses.accepted(
+            record,
+            location=absolute_job_location(request, svc.settings.server, record.id),
+            pseudonym=svc.pseudonym,
+            fwd=fwd,
+            collapsed=collapsed,
+            detail=detail,
+            html_page=not api and prefers_html(request.headers.getall("Accept", [])),
+        )
     # The response leaves now, after the wait: its Age and Cache-Status ttl are read at this one later instant.
     return await responses.outcome(
         req_headers,
@@ -213,10 +258,20 @@ async def start_fetch(
     """Start or join the fetch of ``url`` with the forwarded fields ``sent`` (``track``: the request will poll or
     wait for it); a new fetch first passes the client's miss rate and the queue's backlog."""
     await admission(svc, request)()
-    started = await svc.dispatcher.start(url, flight=found.key, since=since, headers=sent, track=track)
+    started = await svc.dispatcher.start(url, flight=flight(found.key, sent), since=since, headers=sent, track=track)
     if started.collapsed:
         svc.counters.add(Count.COLLAPSED)
     return started
+
+
+def flight(key: str, sent: Headers) -> str:
+    """The claim requests collapse on: the stored key they read, and for a request with Authorization also its
+    credentials, so that it never joins a job started without them (nor another requester's), or the reverse."""
+    credentials = policy.values(sent, "authorization")
+    if not credentials:
+        return key
+    digest = hashlib.sha256("\n".join(credentials).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return f"{key}:auth:{digest}"
 
 
 def admission(svc: Services, request: web.Request) -> Admit:
@@ -229,8 +284,12 @@ def admission(svc: Services, request: web.Request) -> Admit:
     return admit
 
 
+def _wait_seconds(svc: Services, request: web.Request) -> float:
+    return prefer.wait_seconds(request.headers.getall("Prefer", []), svc.wait_default, svc.settings.cache.max_wait)
+
+
 async def _wait(svc: Services, request: web.Request, record: JobRecord) -> JobRecord:
-    wait = prefer.wait_seconds(request.headers.getall("Prefer", []), svc.wait_default, svc.settings.cache.max_wait)
+    wait = _wait_seconds(svc, request)
     if wait > 0 and record.pending:
         return await svc.store.wait_job(record.id, wait) or record
     return record
@@ -271,7 +330,10 @@ async def job(request: web.Request) -> web.StreamResponse:
     collapsed = record.joined is not None
     record = await svc.dispatcher.resolve(record, since=time.time(), admit=admission(svc, request))
     if record.pending:
-        return responses.accepted(record, pseudonym=svc.pseudonym, fwd="uri-miss", collapsed=collapsed)
+        location = absolute_job_location(request, svc.settings.server, record.id)
+        return responses.accepted(
+            record, location=location, pseudonym=svc.pseudonym, fwd="uri-miss", collapsed=collapsed
+        )
     response = await responses.outcome(
         tuple(request.headers.items()),
         record,
