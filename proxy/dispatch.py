@@ -12,13 +12,14 @@ variant, therefore never reaches a request it was not fetched for, while shareab
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from core.outcome import Failed, shareable
-from core.policy import Headers
+from core.policy import Headers, values
 from core.problems import Unavailable
 from core.queue import JobMessage, JobQueue
 from core.records import JobRecord
@@ -38,6 +39,16 @@ class Started:
     @property
     def collapsed(self) -> bool:
         return self.joined is not None
+
+
+def flight(key: str, sent: Headers) -> str:
+    """The claim requests collapse on: the stored key they read, and for a request with Authorization also its
+    credentials, so that it never joins a job started without them (nor another requester's), or the reverse."""
+    credentials = values(sent, "authorization")
+    if not credentials:
+        return key
+    digest = hashlib.sha256("\n".join(credentials).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return f"{key}:auth:{digest}"
 
 
 def joinable(prior: JobRecord, since: float, sent: Headers) -> bool:

@@ -7,7 +7,6 @@ goes down the miss path (:func:`_miss`).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import time
@@ -27,7 +26,7 @@ from core.targets import names_self, normalize
 from . import passthrough, prefer, responses
 from .access import peer_address
 from .cache_status import cache_status
-from .dispatch import Admit, Started
+from .dispatch import Admit, Started, flight
 from .locations import absolute_job_location
 from .negotiation import prefers_html
 from .refusals import problem_response
@@ -262,16 +261,6 @@ async def start_fetch(
     if started.collapsed:
         svc.counters.add(Count.COLLAPSED)
     return started
-
-
-def flight(key: str, sent: Headers) -> str:
-    """The claim requests collapse on: the stored key they read, and for a request with Authorization also its
-    credentials, so that it never joins a job started without them (nor another requester's), or the reverse."""
-    credentials = policy.values(sent, "authorization")
-    if not credentials:
-        return key
-    digest = hashlib.sha256("\n".join(credentials).encode("utf-8", "surrogateescape")).hexdigest()[:32]
-    return f"{key}:auth:{digest}"
 
 
 def admission(svc: Services, request: web.Request) -> Admit:

@@ -63,7 +63,8 @@ class Reply:
         """The job a ``202`` points at, as a path on grenier (its ``Location`` is absolute and names grenier)."""
         loc = self.headers.get("Location", "")
         parts = urlsplit(loc)
-        assert parts.scheme == "http" and parts.netloc, f"Location {loc!r} is not absolute"
+        assert parts.scheme == "http", f"Location {loc!r} is not absolute"
+        assert parts.netloc, f"Location {loc!r} names no host"
         assert parts.path.startswith(JOB_LOCATION_PREFIX), f"Location {loc!r}"
         return parts.path
 
