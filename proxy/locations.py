@@ -9,6 +9,7 @@ came in on.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -17,6 +18,7 @@ from core.settings import ServerSettings
 from core.targets import host_port, names_self
 
 JOBS_PREFIX = "/_grenier/jobs/"
+_JOB_PATH = re.compile(r"/_grenier/jobs/[0-9a-f]{32}")
 
 
 def job_location(job_id: str) -> str:
@@ -50,10 +52,11 @@ def absolute_job_location(request: web.Request, server: ServerSettings, job_id: 
 
 
 def names_own_job(request: web.Request, url: str, server: ServerSettings) -> bool:
-    """Is the absolute-form target ``url`` (canonical) a job location of this grenier: its path one of
-    :data:`JOBS_PREFIX`, its authority grenier's (``server.public_url``, its listening address, or the address
-    this request came in on)?"""
-    if not urlsplit(url).path.startswith(JOBS_PREFIX):
+    """Is the absolute-form target ``url`` (canonical) a job location of this grenier: its path exactly a job's
+    (the one aiohttp routes the request on, so no other endpoint can be reached this way), its authority grenier's
+    (``server.public_url``, its listening address, or the address this request came in on)?"""
+    path = urlsplit(url).path
+    if not _JOB_PATH.fullmatch(path) or request.path != path:
         return False
     if names_self(url, server.host, server.port):
         return True

@@ -379,3 +379,13 @@ async def test_preference_applied_says_a_wait_was_honoured(grenier: Grenier, ori
     asynchronous = await through(grenier.forward, origin.url(other), {"Prefer": "respond-async"})
     assert asynchronous.status == 202
     assert "Preference-Applied" not in asynchronous.headers
+
+
+async def test_only_job_locations_are_answered_in_absolute_form(grenier: Grenier) -> None:
+    """An unknown job is grenier's own 404; any other of its endpoints asked for through the proxy is still a loop."""
+    unknown = await through(grenier.forward, f"{grenier.forward}/_grenier/jobs/{'0' * 32}")
+    assert unknown.status == 404, unknown
+    assert "no job" in unknown.json()["detail"]
+    for path in ("/_grenier/stats", "/_grenier/jobs/../stats", f"/_grenier/jobs/{'0' * 32}/x"):
+        other = await through(grenier.forward, grenier.forward + path)
+        assert other.status in {400, 508}, (path, other)
