@@ -14,8 +14,10 @@ from collections.abc import Iterable
 from .policy import HOP_BY_HOP, Headers, values
 
 #: Never forwarded on a cacheable fetch, whatever the settings say: the cookie (a request with one is relayed, not
-#: cached), the fields that frame the client's own message, and its conditionals and range: the fetch asks for the
-#: whole response, conditionally only with the stored response's own validators (RFC 9111 §4.3.1).
+#: cached), the fields that frame the client's own message, its preferences (``Prefer``: grenier applies ``wait``
+#: and ``respond-async`` itself, and an origin must not answer a shared fetch asynchronously), and its conditionals
+#: and range: the fetch asks for the whole response, conditionally only with the stored response's own validators
+#: (RFC 9111 §4.3.1).
 NEVER_ON_FETCH = frozenset(
     {
         "cookie",
@@ -24,6 +26,7 @@ NEVER_ON_FETCH = frozenset(
         "content-length",
         "transfer-encoding",
         "expect",
+        "prefer",
         "if-none-match",
         "if-modified-since",
         "if-match",

@@ -371,6 +371,7 @@ async def test_preference_applied_says_a_wait_was_honoured(grenier: Grenier, ori
     waited = await through(grenier.forward, origin.url(path), WAIT)
     assert waited.status == 200, waited
     assert waited.header("Preference-Applied") == "wait"
+    assert "prefer" not in origin.seen(path)[0].names(), "the preference was grenier's to apply"
     hit = await through(grenier.forward, origin.url(path), WAIT)
     assert hit.header("Cache-Status").startswith("grenier;hit")
     assert "Preference-Applied" not in hit.headers, "a hit did not wait"

@@ -76,6 +76,7 @@ OUTGOING: list[tuple[str, Headers, Headers]] = [
         (("Authorization", "Bearer t"),),
     ),
     ("never a cookie", (("Cookie", "a=1"),), ()),
+    ("RFC 7240 §2 Prefer is grenier's to apply", (("Prefer", "respond-async, wait=5"),), ()),
 ]
 
 
