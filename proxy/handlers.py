@@ -197,14 +197,28 @@ async def _miss(
         # Collapsed: the joined job's outcome is ours only when shareable with our request (else a fetch of our
         # own starts, under our record); either way the location we answer with is our own record's.
         if not record.pending:
-            record = await svc.dispatcher.resolve(started.record, since=now, admit=admission(svc, request))
-            record = await _wait(svc, request, record)
+            record = await _follow(svc, request, started.record, since=now)
         else:
             record = replace(started.record, state=record.state)
     response = await _answer(svc, request, record, fwd=fwd, detail=detail, collapsed=started.collapsed, api=api)
     if waited and prefer.wait_requested(request.headers.getall("Prefer", [])):
         response.headers["Preference-Applied"] = "wait"  # RFC 7240 §3: the wait was honoured
     return response
+
+
+async def _follow(svc: Services, request: web.Request, record: JobRecord, *, since: float) -> JobRecord:
+    """A joiner whose joined job ended: its outcome when shareable, else the fetch its record turns into, waited
+    for; that is its own fetch, or a fetch of its variant another joiner started (then its outcome is this
+    request's once it ends)."""
+    admit = admission(svc, request)
+    record = await svc.dispatcher.resolve(record, since=since, admit=admit)
+    if record.joined is not None and record.pending:
+        joined = await svc.store.get_job(record.joined)
+        if joined is not None:
+            await _wait(svc, request, joined)
+        record = await svc.dispatcher.resolve(record, since=since, admit=admit)
+        return record if record.joined is not None else await _wait(svc, request, record)
+    return await _wait(svc, request, record)
 
 
 async def _answer(

@@ -145,8 +145,8 @@ async def test_revalidation_carries_the_varied_fields(grenier: Grenier, origin: 
 
 
 async def test_only_requests_whose_varied_fields_match_collapse(grenier: Grenier, origin: Origin) -> None:
-    """Concurrent misses share one fetch's response only when their varied fields match (§4.1): a request of
-    another variant that joined gets a fetch of its own."""
+    """Concurrent misses share one fetch only when their varied fields match (§4.1): the requests of another
+    variant that joined the first fetch share one fetch of their own variant."""
     path = unique("vary-collapse")
     origin.program(path, varies_on("Foo", delay=1.0))
 
@@ -154,14 +154,29 @@ async def test_only_requests_whose_varied_fields_match_collapse(grenier: Grenier
         await asyncio.sleep(0.3)  # the first request's job is under way
         return await ask("forward", grenier, origin, path, {"Foo": foo})
 
-    first, same, other = await asyncio.gather(
-        ask("forward", grenier, origin, path, {"Foo": "1"}), later("1"), later("2")
+    first, *others = await asyncio.gather(
+        ask("forward", grenier, origin, path, {"Foo": "1"}), later("1"), later("2"), later("2"), later("2")
     )
     assert first.text == "Foo=1 #1"
-    assert same.text == "Foo=1 #1"
-    assert same.cache_status.get("collapsed") is True, same
-    assert other.text == "Foo=2 #2", "another variant's response reached a collapsed request"
-    assert origin.hits(path) == 2
+    assert others[0].text == "Foo=1 #1"
+    assert others[0].cache_status.get("collapsed") is True, others[0]
+    assert [r.text for r in others[1:]] == ["Foo=2 #2"] * 3, "another variant's response reached a collapsed request"
+    assert origin.hits(path) == 2, "one fetch per variant"
+
+
+async def test_joiners_of_another_variant_share_one_fetch_through_their_job_locations(
+    grenier: Grenier, origin: Origin
+) -> None:
+    """The same in async mode: each request polls its own job location, and those of the second variant are
+    answered by one fetch of that variant."""
+    path = unique("vary-collapse")
+    origin.program(path, varies_on("Foo", delay=1.0))
+    first = await through(grenier.forward, origin.url(path), {"Foo": "1"})
+    seconds = [await through(grenier.forward, origin.url(path), {"Foo": "2"}) for _ in range(3)]
+    assert {r.status for r in (first, *seconds)} == {202}
+    done = await asyncio.gather(*(follow(grenier.forward, r.header("Location")) for r in (first, *seconds)))
+    assert [r.text for r in done] == ["Foo=1 #1", "Foo=2 #2", "Foo=2 #2", "Foo=2 #2"]
+    assert origin.hits(path) == 2, "one fetch per variant"
 
 
 async def test_browser_spellings_of_accept_encoding_share_a_variant(grenier: Grenier, origin: Origin) -> None:
