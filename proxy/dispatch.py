@@ -7,7 +7,9 @@ already ended may be joined is :func:`core.outcome.shareable`'s call, the same r
 A request that joins gets a record (and so a job location) of its own, linked to the job it joined: the location
 delivers the joined job's outcome only when :func:`core.outcome.shareable` says this request may use it, and
 otherwise turns into a fetch of the request's own (:meth:`Dispatcher.resolve`). A private response, or another
-variant, therefore never reaches a request it was not fetched for, while shareable outcomes keep one upstream fetch.
+variant, therefore never reaches a request it was not fetched for, while shareable outcomes keep one upstream fetch;
+the joiners of one other variant share one fetch of it (:func:`variant_flight`). A request with ``Authorization``
+claims apart (:func:`flight`): it never joins a job fetched without the same credentials, nor the reverse.
 """
 
 from __future__ import annotations
