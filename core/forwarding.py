@@ -1,8 +1,10 @@
 """Which header fields cross the proxy, in each direction (RFC 9110 §7.6), and loop marks (RFC 8586).
 
-A cacheable fetch forwards only an explicit allow list of the client's fields (``upstream.forward_headers``): a
-field either reaches the upstream, and then can only matter through ``Vary`` (part of the key), or does not reach
-it at all. Credentials are never on that list.
+In forward and reverse mode grenier is a transparent intermediary: a cacheable fetch carries the client's
+end-to-end fields (:func:`presented`), all but the deny list of override fields (``upstream.deny_fields``) and
+those that frame the client's own message (:func:`outgoing`), and the fields the client presented select the
+stored variant (RFC 9111 §4.1). ``/fetch?url=`` is grenier's own API: its request's fields are meant for grenier,
+and only an explicit allow list of them (``upstream.forward_headers``) reaches the target (:func:`for_job`).
 """
 
 from __future__ import annotations
@@ -11,25 +13,34 @@ from collections.abc import Iterable
 
 from .policy import HOP_BY_HOP, Headers, values
 
-#: Never forwarded on a cacheable fetch, whatever the allow list says: credentials, and fields that let a client
-#: rewrite what the origin thinks was asked (classic cache-poisoning vectors).
+#: Never forwarded on a cacheable fetch, whatever the settings say: the cookie (a request with one is relayed, not
+#: cached), the fields that frame the client's own message, its preferences (``Prefer``: grenier applies ``wait``
+#: and ``respond-async`` itself, and an origin must not answer a shared fetch asynchronously), and its conditionals
+#: and range: the fetch asks for the whole response, conditionally only with the stored response's own validators
+#: (RFC 9111 §4.3.1).
 NEVER_ON_FETCH = frozenset(
     {
-        "authorization",
         "cookie",
         "proxy-authorization",
         "host",
-        "x-forwarded-host",
-        "forwarded",
-        "x-original-url",
-        "x-rewrite-url",
-        "x-http-method-override",
-        "x-http-method",
-        "x-method-override",
         "content-length",
         "transfer-encoding",
+        "expect",
+        "prefer",
+        "if-none-match",
+        "if-modified-since",
+        "if-match",
+        "if-unmodified-since",
+        "if-range",
+        "range",
     }
 )
+
+#: Never forwarded by ``/fetch?url=``: its ``Authorization`` is for grenier, not the target.
+NEVER_ON_API_FETCH = NEVER_ON_FETCH | {"authorization"}
+
+#: Not part of what a client presents for a cacheable fetch: the fields that frame its message to grenier.
+_NOT_PRESENTED = frozenset({"host", "content-length", "transfer-encoding", "cookie"})
 
 
 #: Fields that act on the origin serving a response rather than on the response itself: its cookies (``Set-Cookie``,
@@ -85,16 +96,43 @@ def marks(pseudonym: str) -> Headers:
 #: and served to everyone; no real Accept, Accept-Encoding or Accept-Language needs more.
 MAX_FORWARDED_FIELD_BYTES = 1024
 
+#: Most bytes (names and values) of a client's fields a fetch job carries: they travel in its message, and a
+#: joiner's record keeps them. Fields past it are dropped, like an oversized one.
+MAX_FORWARDED_BYTES = 16 * 1024
+
+
+def _capped(headers: Iterable[tuple[str, str]]) -> Headers:
+    kept: list[tuple[str, str]] = []
+    total = 0
+    for k, v in headers:
+        size = len(v.encode("utf-8", "surrogateescape"))
+        if size > MAX_FORWARDED_FIELD_BYTES or total + len(k) + size > MAX_FORWARDED_BYTES:
+            continue
+        total += len(k) + size
+        kept.append((k, v))
+    return tuple(kept)
+
 
 def for_job(headers: Iterable[tuple[str, str]], allowed: Iterable[str]) -> Headers:
-    """The client's fields a fetch job forwards (they also select a Vary variant), each at most
-    :data:`MAX_FORWARDED_FIELD_BYTES` long."""
-    allow = {a.lower() for a in allowed} - NEVER_ON_FETCH
-    return tuple(
-        (k, v)
-        for k, v in end_to_end(headers)
-        if k.lower() in allow and len(v.encode("utf-8", "surrogateescape")) <= MAX_FORWARDED_FIELD_BYTES
-    )
+    """``/fetch?url=``: the client's allow-listed fields (they also select a Vary variant), each at most
+    :data:`MAX_FORWARDED_FIELD_BYTES` long; never its credentials, which are for grenier."""
+    allow = {a.lower() for a in allowed} - NEVER_ON_API_FETCH
+    return _capped((k, v) for k, v in end_to_end(headers) if k.lower() in allow)
+
+
+def presented(headers: Iterable[tuple[str, str]]) -> Headers:
+    """Forward and reverse mode: the end-to-end fields the client presented for its target (under the caps).
+
+    They select the stored variant (RFC 9111 §4.1) and travel with the fetch job, which sends :func:`outgoing` of
+    them; so a field the origin is never sent still keeps the requests that differ in it apart.
+    """
+    return _capped((k, v) for k, v in end_to_end(headers) if k.lower() not in _NOT_PRESENTED)
+
+
+def outgoing(headers: Iterable[tuple[str, str]], deny: Iterable[str]) -> Headers:
+    """What a fetch job sends of the fields it carries: all but :data:`NEVER_ON_FETCH` and the ``deny`` list."""
+    drop = NEVER_ON_FETCH | {d.lower() for d in deny}
+    return tuple((k, v) for k, v in headers if k.lower() not in drop)
 
 
 def for_passthrough(headers: Iterable[tuple[str, str]], pseudonym: str) -> Headers:

@@ -396,6 +396,13 @@ def not_storable_reason(
     return None
 
 
+def shared_with_authorized(response_headers: Headers) -> bool:
+    """§3.5: may a shared cache store a response to a request with ``Authorization``, and answer such a request
+    with a stored response? Only when it says ``public``, ``s-maxage`` or ``must-revalidate``."""
+    cc = CacheControl.of(response_headers)
+    return cc.public or cc.s_maxage is not None or cc.must_revalidate
+
+
 def _caused_by_request(status: int) -> bool:
     """Statuses that may say more about the request than about the resource (RFC 9110 §15.5: a 4xx is the client's
     error; 414 URI Too Long, 431 Request Header Fields Too Large and 501 Not Implemented answer its form): stored for
@@ -862,9 +869,47 @@ def vary_fields(headers: Headers) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
+#: RFC 9110 §8.4.1: the content codings an ``Accept-Encoding`` variant is told apart by; other codings (deflate,
+#: compress) are not served by the origins grenier is built for, and would split every browser into its own variant.
+_VARIANT_CODINGS = ("br", "gzip", "identity", "zstd")
+
+
+def accepted_codings(raw: str) -> str | None:
+    """RFC 9110 §12.5.3: which of :data:`_VARIANT_CODINGS` an ``Accept-Encoding`` value accepts (``x-gzip`` is
+    ``gzip``, ``*`` stands for every coding not named, ``identity`` is acceptable unless excluded), as one sorted
+    list, so that the many browser spellings of the same wish share a variant (§4.1 allows normalising). ``None``
+    when a weight is not a valid qvalue: the value is then compared as written."""
+    weights: dict[str, float] = {}
+    for item in raw.split(","):
+        name, *params = item.split(";")
+        coding = name.strip().lower()
+        if not coding:
+            continue
+        coding = "gzip" if coding == "x-gzip" else coding
+        weight = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    weight = float(value.strip())
+                except ValueError:
+                    return None
+                if not 0.0 <= weight <= 1.0:
+                    return None
+        weights.setdefault(coding, weight)
+    star = weights.get("*")
+    default = {c: (1.0 if c == "identity" else 0.0) if star is None else star for c in _VARIANT_CODINGS}
+    return ",".join(c for c in _VARIANT_CODINGS if weights.get(c, default[c]) > 0)
+
+
 def _normal_value(name: str, found: list[str]) -> str:
-    """§4.1: combine field lines and drop whitespace that does not change the meaning."""
+    """§4.1: combine field lines and drop whitespace that does not change the meaning; Accept-Encoding as the set
+    of codings it accepts."""
     joined = ",".join(part.strip() for v in found for part in v.split(","))
+    if name == "accept-encoding":
+        codings = accepted_codings(joined)
+        if codings is not None:
+            return codings
     return joined.lower() if name in _CASELESS_VALUES else joined
 
 

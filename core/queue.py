@@ -23,7 +23,8 @@ class JobMessage:
     job_id: str
     url: str
     headers: Headers = ()
-    """The client's fields the fetch forwards (they also select the Vary variant it stores)."""
+    """The fields the client presented: they select the Vary variant the job stores, and it sends
+    :func:`core.forwarding.outgoing` of them."""
     flight: str = ""
     """The in-flight key the job holds and releases when it ends; empty means the URL's own key."""
 

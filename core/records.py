@@ -198,7 +198,8 @@ class JobRecord:
     joined: str | None = None
     """The job this request collapsed onto, while it waits for that job's outcome."""
     sent: Headers = ()
-    """The fields this request forwards (never credentials): what a joined outcome is judged against."""
+    """The fields this request presented for its fetch (its Authorization too, which only a job fetched with the
+    same credentials is joined with): what a joined outcome is judged against."""
 
     @property
     def pending(self) -> bool:

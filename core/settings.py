@@ -36,6 +36,13 @@ def _doc(text: str) -> Any:
 class ServerSettings:
     host: str = field(default="127.0.0.1", metadata=_doc("Address `grenier serve` listens on."))
     port: int = field(default=8080, metadata=_doc("Port `grenier serve` listens on."))
+    public_url: str = field(
+        default="",
+        metadata=_doc(
+            "Absolute URL clients reach grenier at (e.g. https://cache.example), used in job locations; empty: the"
+            " request's Host when it names grenier, else the address the request came in on."
+        ),
+    )
     processes: int = field(
         default=0,
         metadata=_doc(
@@ -182,6 +189,14 @@ class CacheSettings:
     share_set_cookie: bool = field(
         default=False, metadata=_doc("Store and share responses that carry Set-Cookie (off: they are never stored).")
     )
+    share_authorized: bool = field(
+        default=True,
+        metadata=_doc(
+            "Forward and reverse mode: a request with Authorization goes through the cache, its credentials sent"
+            " on its own fetch, and a response that says public, s-maxage or must-revalidate is stored and reused"
+            " (RFC 9111 3.5); off: such requests are relayed and never cached."
+        ),
+    )
     max_stored_fields: int = field(
         default=64,
         metadata=_doc(
@@ -262,7 +277,28 @@ class UpstreamSettings:
     )
     forward_headers: tuple[str, ...] = field(
         default=("accept", "accept-encoding", "accept-language"),
-        metadata=_doc("Client request fields a cacheable fetch forwards upstream (all others are not sent)."),
+        metadata=_doc(
+            "Client request fields a /fetch?url= fetch forwards upstream (its other fields are for grenier). Forward"
+            " and reverse mode forward every end-to-end field but those of deny_fields."
+        ),
+    )
+    deny_fields: tuple[str, ...] = field(
+        default=(
+            "forwarded",
+            "x-forwarded-host",
+            "x-forwarded-scheme",
+            "x-forwarded-server",
+            "x-host",
+            "x-original-url",
+            "x-rewrite-url",
+            "x-http-method-override",
+            "x-http-method",
+            "x-method-override",
+        ),
+        metadata=_doc(
+            "Client request fields a cacheable fetch never forwards: overrides of what the origin thinks was asked,"
+            " known cache-poisoning vectors."
+        ),
     )
 
 
@@ -446,6 +482,14 @@ def _validate(s: Settings) -> None:
     own = s.cache.targeted_field
     if own and (not own.isascii() or not all(c.isalnum() or c in "!#$%&'*+-.^_`|~" for c in own)):
         raise ConfigError(f"cache.targeted_field: must be a field name (a token) or empty, got {own!r}")
+    if s.server.public_url:
+        parts = urlsplit(s.server.public_url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.path not in {"", "/"}:
+            raise ConfigError(
+                f"server.public_url: must be an absolute http(s) URL with no path, got {s.server.public_url!r}"
+            )
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ConfigError("server.public_url: must not carry a query, fragment or credentials")
     if not s.jobs.queue:
         raise ConfigError("jobs.queue: must not be empty")
     if not s.server.pseudonym or not s.server.pseudonym.replace("-", "").replace(".", "").isalnum():

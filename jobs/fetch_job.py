@@ -22,7 +22,7 @@ from typing import TypedDict, assert_never
 
 from core import inspection, invalidation, lookup, partial, policy
 from core.counts import Count
-from core.forwarding import marks
+from core.forwarding import marks, outgoing
 from core.netguard import TargetRefused
 from core.outcome import Failed, Fetched, Outcome
 from core.policy import STALE_IF_ERROR, STALE_IF_UNREACHABLE, Headers
@@ -149,8 +149,14 @@ async def _fetch(
         found = replace(found, entry=None)
     stored = found.entry
     conditional = policy.validators(stored.headers) if stored is not None else ()
-    asked = (*((k, v) for k, v in headers if k.lower() != "range"), *plan.fields)
-    sent = (*asked, *conditional, *marks(env.settings.server.pseudonym))
+    # ``headers`` are the fields the request presented (they select the variant); the deny list stays here, and
+    # the range the job asks for is the plan's (``partial.ask``), not the client's field.
+    sent = (
+        *outgoing(headers, env.settings.upstream.deny_fields),
+        *plan.fields,
+        *conditional,
+        *marks(env.settings.server.pseudonym),
+    )
     limit = env.settings.jobs.time_limit
     try:
         async with asyncio.timeout(limit), env.upstream.stream(url, sent) as got:

@@ -7,18 +7,21 @@ already ended may be joined is :func:`core.outcome.shareable`'s call, the same r
 A request that joins gets a record (and so a job location) of its own, linked to the job it joined: the location
 delivers the joined job's outcome only when :func:`core.outcome.shareable` says this request may use it, and
 otherwise turns into a fetch of the request's own (:meth:`Dispatcher.resolve`). A private response, or another
-variant, therefore never reaches a request it was not fetched for, while shareable outcomes keep one upstream fetch.
+variant, therefore never reaches a request it was not fetched for, while shareable outcomes keep one upstream fetch;
+the joiners of one other variant share one fetch of it (:func:`variant_flight`). A request with ``Authorization``
+claims apart (:func:`flight`): it never joins a job fetched without the same credentials, nor the reverse.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
-from core.outcome import Failed, shareable
-from core.policy import Headers
+from core.outcome import Failed, Fetched, Outcome, shareable
+from core.policy import Headers, values, variant_key
 from core.problems import Unavailable
 from core.queue import JobMessage, JobQueue
 from core.records import JobRecord
@@ -38,6 +41,28 @@ class Started:
     @property
     def collapsed(self) -> bool:
         return self.joined is not None
+
+
+def flight(key: str, sent: Headers) -> str:
+    """The claim requests collapse on: the stored key they read, and for a request with Authorization also its
+    credentials, so that it never joins a job started without them (nor another requester's), or the reverse."""
+    credentials = values(sent, "authorization")
+    if not credentials:
+        return key
+    digest = hashlib.sha256("\n".join(credentials).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return f"{key}:auth:{digest}"
+
+
+def variant_flight(outcome: Outcome | None, sent: Headers) -> str | None:
+    """The claim of the ``Vary`` variant ``sent`` selects, when ``outcome`` stored another variant of its URL (its
+    key names the URL's variants' generation): the key that variant is, or will be, stored under, which later misses
+    of it claim too. ``None`` when the outcome says nothing of variants."""
+    if not isinstance(outcome, Fetched) or outcome.key is None or not outcome.vary or outcome.vary == ("*",):
+        return None
+    generation, sep, _ = outcome.key.rpartition(":")
+    if not sep:
+        return None
+    return flight(f"{generation}:{variant_key(outcome.vary, sent)}", sent)
 
 
 def joinable(prior: JobRecord, since: float, sent: Headers) -> bool:
@@ -98,19 +123,39 @@ class Dispatcher:
             done = record.ended(prior.outcome, prior.finished or since)
             await self.store.finish_job(done, self.settings.jobs.result_ttl)
             return done
-        return await self.fetch_own(record, since=since, admit=admit)
+        variant = variant_flight(prior.outcome, record.sent) if prior is not None else None
+        return await self.fetch_own(record, since=since, admit=admit, variant=variant)
 
-    async def fetch_own(self, record: JobRecord, *, since: float, admit: Admit) -> JobRecord:
+    async def fetch_own(
+        self, record: JobRecord, *, since: float, admit: Admit, variant: str | None = None
+    ) -> JobRecord:
         """Turn a joiner's record into a job of its own (same id, so its location stays the one the request
         holds): the outcome it joined is not its to use. One claim per record makes concurrent polls start it
-        once."""
-        flight = f"own:{record.id}"
-        if await self.store.claim(flight, record.id, self.settings.jobs.claim_ttl) is not None:
+        once. With ``variant`` (the joined job stored another ``Vary`` variant), the fetch claims that variant's
+        key, so that the joiners of one variant collapse in turn: one that finds it claimed by a pending job is
+        linked to that job instead (RFC 9111 §4.1)."""
+        ttl = self.settings.jobs.claim_ttl
+        own_claim = f"own:{record.id}"
+        if await self.store.claim(own_claim, record.id, ttl) is not None:
             return await self.store.get_job(record.id) or record  # another poll started it
+        flight = own_claim
+        if variant is not None:
+            prior_id = await self.store.claim(variant, record.id, ttl)
+            prior = await self.store.get_job(prior_id) if prior_id not in (None, record.id) else None
+            if prior is not None and prior.pending:
+                linked = replace(record, joined=prior.id, state=prior.state)
+                await self.store.put_job(linked, self.settings.jobs.result_ttl)
+                await self.store.release(own_claim, record.id, 0.001)  # resolved again once that job ends
+                return linked
+            if prior_id not in (None, record.id):
+                await self.store.take_over(variant, record.id, ttl)
+            flight = variant
         try:
             await admit()
         except Exception:
-            await self.store.release(flight, record.id, 0.001)  # refused for now: a later poll tries again
+            await self.store.release(own_claim, record.id, 0.001)  # refused for now: a later poll tries again
+            if flight != own_claim:
+                await self.store.release(flight, record.id, 0.001)
             raise
         own = replace(record, joined=None, state="queued", started=None, attempts=0)
         await self.store.put_job(own, self.settings.jobs.result_ttl)

@@ -27,7 +27,9 @@ from core.targets import names_self, normalize
 from . import passthrough, prefer, responses
 from .access import peer_address
 from .cache_status import cache_status
-from .dispatch import Admit, Started
+from .dispatch import Admit, Started, flight
+from .locations import absolute_job_location
+from .negotiation import prefers_html
 from .refusals import problem_response
 from .services import SERVICES, Services
 
@@ -35,7 +37,8 @@ log = logging.getLogger(__name__)
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 CACHEABLE_METHODS = ("GET", "HEAD")
-CREDENTIALS = ("authorization", "cookie")
+#: RFC 9111 §3.5 detail when a request with Authorization may not use the stored response.
+AUTHORIZED_MISS = "request carries Authorization and the stored response does not allow sharing it"
 
 
 class LoopDetected(Problem):
@@ -46,9 +49,12 @@ class LoopDetected(Problem):
 async def serve_target(request: web.Request, url: str, *, api: bool = False) -> web.StreamResponse:
     """Answer for ``url`` from the cache, or start (or join) its fetch job and wait or answer 202.
 
-    ``api`` marks ``/fetch?url=``: it only reads, and the request's own credentials are meant for grenier, never
-    for the target. In forward and reverse mode other methods, and requests that carry credentials, are relayed
-    straight upstream: they are never answered from nor stored into a shared entry (RFC 9111 §3.5).
+    ``api`` marks ``/fetch?url=``: it only reads, and the request's own fields are meant for grenier: only the
+    allow-listed ones go to the target. In forward and reverse mode grenier is transparent: the fetch carries the
+    client's end-to-end fields (but the deny list), and those it presented select the variant (RFC 9111 §4.1).
+    Other methods, requests with a cookie, and (unless ``cache.share_authorized``) requests with Authorization are
+    relayed straight upstream: never answered from nor stored into a shared entry. A request with Authorization
+    takes a fetch of its own (its credentials sent) and may use a stored response only if it allows that (§3.5).
     """
     svc = request.app[SERVICES]
     now = time.time()
@@ -56,13 +62,18 @@ async def serve_target(request: web.Request, url: str, *, api: bool = False) -> 
     relay = _relay_reason(svc, request.method, url, req_headers, api=api)
     if relay is not None:
         return await passthrough.relay(request, url, *relay)
-    # Variants are selected by what the origin is sent (§4.1): the forwarded fields, not whatever the client wrote.
-    sent = forwarding.for_job(req_headers, svc.settings.upstream.forward_headers)
+    if api:
+        sent = forwarding.for_job(req_headers, svc.settings.upstream.forward_headers)
+    else:
+        sent = forwarding.presented(req_headers)
     found = await lookup.find(svc.store, url, sent)
     # A stored part (RFC 9111 §3.3) answers only a range it holds; for anything else it is as good as absent.
     entry = found.entry
     usable = entry if entry and partial.answers(entry.status, entry.headers, entry.size, req_headers) else None
     decision = policy.decide(req_headers, usable.times if usable else None, now, svc.settings.cache)
+    authorized = bool(policy.values(sent, "authorization"))
+    if authorized and usable is not None and not policy.shared_with_authorized(usable.headers):
+        decision = policy.Forward("miss", AUTHORIZED_MISS)
     try:
         match decision:
             case policy.Hit():
@@ -113,7 +124,11 @@ def _relay_reason(
                 headers={"Allow": ", ".join(CACHEABLE_METHODS)},
             )
         return "method", None
-    if not api and any(policy.values(req_headers, name) for name in CREDENTIALS):
+    if api:
+        return None
+    if policy.values(req_headers, "cookie"):
+        return "bypass", "request carries a cookie"
+    if policy.values(req_headers, "authorization") and not svc.settings.cache.share_authorized:
         return "bypass", "request carries credentials"
     return None
 
@@ -174,23 +189,66 @@ async def _miss(
             headers={"Cache-Status": cache_status(svc.pseudonym, fwd=fwd, detail="only-if-cached")},
         )
     await svc.upstream.admit(url)
-    # A range miss is fetched once, by the job: it forwards the client's range (or asks only what a stored part
-    # lacks) and stores the part it gets (RFC 9111 §3.3). Only requests for the same range collapse onto one job.
-    # (/fetch forwards no Range: its request's fields are meant for grenier; its range is cut from the whole.)
-    asked = () if api else partial.forwarded_range(req_headers)
-    started = await start_fetch(svc, request, url, found, (*sent, *asked), since=now)
+    # A range miss is fetched once, by the job: the presented fields carry the client's range, and the job asks for
+    # it (or only what a stored part lacks) and stores the part it gets (RFC 9111 §3.3). Only requests for the same
+    # range collapse onto one job. (/fetch's allow list carries no Range: its request's fields are meant for
+    # grenier; its range is cut from the whole.)
+    started = await start_fetch(svc, request, url, found, sent, since=now)
     svc.counters.add(Count.REFRESHES if fwd == "request" else Count.MISSES)
-    record = await _wait(svc, request, started.record if started.joined is None else started.joined)
+    followed = started.record if started.joined is None else started.joined
+    waited = followed.pending and _wait_seconds(svc, request) > 0
+    record = await _wait(svc, request, followed)
     if started.joined is not None:
         # Collapsed: the joined job's outcome is ours only when shareable with our request (else a fetch of our
         # own starts, under our record); either way the location we answer with is our own record's.
         if not record.pending:
-            record = await svc.dispatcher.resolve(started.record, since=now, admit=admission(svc, request))
-            record = await _wait(svc, request, record)
+            record = await _follow(svc, request, started.record, since=now)
         else:
             record = replace(started.record, state=record.state)
+    response = await _answer(svc, request, record, fwd=fwd, detail=detail, collapsed=started.collapsed, api=api)
+    if waited and prefer.wait_requested(request.headers.getall("Prefer", [])):
+        response.headers["Preference-Applied"] = "wait"  # RFC 7240 §3: the wait was honoured
+    return response
+
+
+async def _follow(svc: Services, request: web.Request, record: JobRecord, *, since: float) -> JobRecord:
+    """A joiner whose joined job ended: its outcome when shareable, else the fetch its record turns into, waited
+    for; that is its own fetch, or a fetch of its variant another joiner started (then its outcome is this
+    request's once it ends)."""
+    admit = admission(svc, request)
+    record = await svc.dispatcher.resolve(record, since=since, admit=admit)
+    if record.joined is not None and record.pending:
+        joined = await svc.store.get_job(record.joined)
+        if joined is not None:
+            await _wait(svc, request, joined)
+        record = await svc.dispatcher.resolve(record, since=since, admit=admit)
+        return record if record.joined is not None else await _wait(svc, request, record)
+    return await _wait(svc, request, record)
+
+
+async def _answer(
+    svc: Services,
+    request: web.Request,
+    record: JobRecord,
+    *,
+    fwd: str,
+    detail: str | None,
+    collapsed: bool,
+    api: bool,
+) -> web.StreamResponse:
+    """The miss's answer once any wait is over: the 202 (JSON; in forward and reverse mode a page for a browser,
+    which shows the target's URL), or the outcome."""
+    req_headers: Headers = tuple(request.headers.items())
     if record.pending:
-        return responses.accepted(record, pseudonym=svc.pseudonym, fwd=fwd, collapsed=started.collapsed, detail=detail)
+        return responses.accepted(
+            record,
+            location=absolute_job_location(request, svc.settings.server, record.id),
+            pseudonym=svc.pseudonym,
+            fwd=fwd,
+            collapsed=collapsed,
+            detail=detail,
+            html_page=not api and prefers_html(request.headers.getall("Accept", [])),
+        )
     # The response leaves now, after the wait: its Age and Cache-Status ttl are read at this one later instant.
     return await responses.outcome(
         req_headers,
@@ -219,8 +277,10 @@ async def start_fetch(
     wait for it); a new fetch first passes the client's miss rate and the queue's backlog."""
     await admission(svc, request)()
     ranged = partial.forwarded_range(sent)
-    flight = found.key if not ranged else f"{found.key}:{ranged[0][1]}"
-    started = await svc.dispatcher.start(url, flight=flight, since=since, headers=sent, track=track)
+    claim = flight(found.key, sent)
+    started = await svc.dispatcher.start(
+        url, flight=claim if not ranged else f"{claim}:{ranged[0][1]}", since=since, headers=sent, track=track
+    )
     if started.collapsed:
         svc.counters.add(Count.COLLAPSED)
     return started
@@ -236,8 +296,12 @@ def admission(svc: Services, request: web.Request) -> Admit:
     return admit
 
 
+def _wait_seconds(svc: Services, request: web.Request) -> float:
+    return prefer.wait_seconds(request.headers.getall("Prefer", []), svc.wait_default, svc.settings.cache.max_wait)
+
+
 async def _wait(svc: Services, request: web.Request, record: JobRecord) -> JobRecord:
-    wait = prefer.wait_seconds(request.headers.getall("Prefer", []), svc.wait_default, svc.settings.cache.max_wait)
+    wait = _wait_seconds(svc, request)
     if wait > 0 and record.pending:
         return await svc.store.wait_job(record.id, wait) or record
     return record
@@ -270,7 +334,10 @@ async def job(request: web.Request) -> web.StreamResponse:
     collapsed = record.joined is not None
     record = await svc.dispatcher.resolve(record, since=time.time(), admit=admission(svc, request))
     if record.pending:
-        return responses.accepted(record, pseudonym=svc.pseudonym, fwd="uri-miss", collapsed=collapsed)
+        location = absolute_job_location(request, svc.settings.server, record.id)
+        return responses.accepted(
+            record, location=location, pseudonym=svc.pseudonym, fwd="uri-miss", collapsed=collapsed
+        )
     response = await responses.outcome(
         tuple(request.headers.items()),
         record,

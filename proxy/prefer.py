@@ -41,3 +41,16 @@ def wait_seconds(raw_values: Iterable[str], default: float, cap: float) -> float
     else:
         wanted = default
     return max(0.0, min(wanted, cap))
+
+
+def wait_requested(raw_values: Iterable[str]) -> bool:
+    """Did the client ask for a wait (``wait=N``, N a non-negative number)? Then a wait grenier honours is
+    acknowledged with ``Preference-Applied: wait`` (§3)."""
+    raw = preferences(raw_values).get("wait")
+    if raw is None:
+        return False
+    try:
+        wanted = float(raw)
+    except ValueError:
+        return False
+    return not math.isnan(wanted) and wanted >= 0

@@ -6,7 +6,10 @@ response are computed at one instant.
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
+import html
 from collections.abc import AsyncIterator
 from typing import assert_never
 
@@ -21,6 +24,7 @@ from core.records import BodyRef, JobRecord, StoredResponse
 from core.store import Store
 
 from .cache_status import cache_status
+from .locations import job_location
 from .refusals import problem_response
 
 #: Fields recomputed for every response rather than replayed from the store.
@@ -35,10 +39,6 @@ _FAILURES = {
     "refused": (403, "Forbidden target"),
     "crashed": (502, "Fetch Job Crashed"),
 }
-
-
-def job_location(job_id: str) -> str:
-    return f"/_grenier/jobs/{job_id}"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -226,17 +226,58 @@ def _gone(record: JobRecord) -> web.Response:
 
 
 def accepted(
-    record: JobRecord, *, pseudonym: str, fwd: str, collapsed: bool = False, detail: str | None = None
+    record: JobRecord,
+    *,
+    location: str,
+    pseudonym: str,
+    fwd: str,
+    collapsed: bool = False,
+    detail: str | None = None,
+    html_page: bool = False,
 ) -> web.Response:
-    """``202 Accepted`` pointing at the job (RFC 9110 §15.3.3)."""
-    location = job_location(record.id)
-    return web.json_response(
-        record.status_doc(location),
-        status=202,
-        headers={
-            "Location": location,
-            "Retry-After": "1",
-            "Cache-Status": cache_status(pseudonym, fwd=fwd, collapsed=collapsed, detail=detail),
-            "Cache-Control": "no-store",
-        },
+    """``202 Accepted`` pointing at the job (RFC 9110 §15.3.3) at its absolute ``location``: the JSON status
+    document, or for a browser (``html_page``) a page that follows the job and then shows the response."""
+    headers = {
+        "Location": location,
+        "Retry-After": "1",
+        "Cache-Status": cache_status(pseudonym, fwd=fwd, collapsed=collapsed, detail=detail),
+        "Cache-Control": "no-store",
+    }
+    if html_page:
+        headers["Content-Security-Policy"] = _PENDING_CSP
+        return web.Response(
+            status=202, headers=headers, text=_pending_page(record.url, location), content_type="text/html"
+        )
+    return web.json_response(record.status_doc(location), status=202, headers=headers)
+
+
+#: The pending page's script: ask for the same URL again, waiting for the job (``Prefer: wait``), until the answer
+#: is no longer grenier's 202; then reload when the response was stored (the reload is a hit), else show the
+#: response it got (an unstored one is this request's alone: a reload would fetch it again).
+_PENDING_SCRIPT = """(async () => {
+  for (;;) {
+    const r = await fetch(location.href, {headers: {"Prefer": "wait=25"}});
+    const status = r.headers.get("Cache-Status") || "";
+    if (r.status === 202 && status.includes("fwd=") && !status.includes("fwd-status")) continue;
+    if (/;(hit|stored)\\b/.test(status)) { location.reload(); return; }
+    const text = await r.text();
+    document.open(); document.write(text); document.close(); return;
+  }
+})();"""
+
+_PENDING_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; connect-src 'self'; script-src 'sha256-"
+    + base64.b64encode(hashlib.sha256(_PENDING_SCRIPT.encode()).digest()).decode()
+    + "'"
+)
+
+
+def _pending_page(url: str, location: str) -> str:
+    """The HTML a browser gets on a miss: the script above, and without script a slow refresh and the job's link."""
+    return (
+        "<!doctype html><html><head><meta charset=utf-8><title>Fetching…</title>"
+        '<noscript><meta http-equiv="refresh" content="5"></noscript></head><body>'
+        f"<p>Fetching <code>{html.escape(url)}</code>; this page shows it as soon as it arrives.</p>"
+        f'<p><a href="{html.escape(location)}">The fetch job</a></p>'
+        f"<script>{_PENDING_SCRIPT}</script></body></html>"
     )

@@ -10,6 +10,7 @@ from core import forwarding
 from core.targets import join_origin, normalize
 
 from . import control, handlers, metrics, purge, ui
+from .locations import names_own_job
 from .refusals import problem_response
 from .services import SERVICES
 from .wire import check_host_field, check_version
@@ -44,6 +45,10 @@ async def proxy_middleware(request: web.Request, handler: Handler) -> web.Stream
         if request.method == "PURGE":
             return await purge.purge_url(request, url)
         svc.access.check_client(request)
+        if request.method in {"GET", "HEAD"} and names_own_job(request, url, svc.settings.server):
+            # A job location grenier handed out, asked for through the proxy: grenier answers it (routed on the
+            # path, like the same request in origin-form), it never fetches it.
+            return await handler(request)
         return await handlers.serve_target(request, url)
     origin = svc.settings.upstream.origin
     if origin and not (request.path == CONTROL_PREFIX or request.path.startswith(CONTROL_PREFIX + "/")):

@@ -19,7 +19,7 @@ from core.problems import NotFound
 from core.targets import normalize
 
 from .handlers import JOB_ID, admission, refuse_loop, start_fetch
-from .responses import job_location
+from .locations import job_location
 from .services import SERVICES
 
 _STYLE = """

@@ -116,7 +116,7 @@ async def test_polling_a_job_gives_its_status_then_the_response(
     pending = await get(http, stack.base + first.location)
     assert pending.status == 202
     assert pending.headers["Retry-After"] == "1"
-    assert pending.headers["Location"] == first.location
+    assert pending.headers["Location"] == first.headers["Location"] == stack.base + first.location
     doc = pending.json()
     assert doc["state"] in {"queued", "running"}
     assert doc["url"] == target

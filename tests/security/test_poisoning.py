@@ -1,5 +1,6 @@
-"""Cache poisoning and deception: what a client sends either reaches the origin and keys the entry, or never reaches
-it; credentialed and cookie-setting responses are never shared; errors never replace a good entry."""
+"""Cache poisoning and deception: the override fields that make an origin act on another request never reach it
+(``upstream.deny_fields``); ``/fetch`` sends only its allow list; credentialed and cookie-setting responses are never
+shared unless the origin allows it; errors never replace a good entry."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ POISON = [
     ("X-Original-URL", "/admin"),
     ("X-Rewrite-URL", "/admin"),
     ("X-HTTP-Method-Override", "DELETE"),
-    ("X-Evil", "1"),
+    ("X-Forwarded-Scheme", "http"),
+    ("X-Host", "evil.example"),
 ]
 
 
@@ -30,7 +32,7 @@ def get(
 
 
 @pytest.mark.parametrize("form", ["fetch", "forward"])
-def test_unkeyed_fields_and_get_bodies_do_not_reach_the_origin(
+def test_override_fields_and_get_bodies_do_not_reach_the_origin(
     open_grenier: GrenierProcess, origin: Origin, form: str
 ) -> None:
     path = unique("echo")
@@ -55,24 +57,44 @@ def test_unkeyed_fields_and_get_bodies_do_not_reach_the_origin(
     }
 
 
+@pytest.mark.parametrize(("form", "reaches"), [("fetch", False), ("forward", True)])
+def test_other_fields_reach_the_origin_in_forward_mode_only(
+    open_grenier: GrenierProcess, origin: Origin, form: str, reaches: bool
+) -> None:
+    """Forward mode is transparent (an ordinary end-to-end field reaches the origin, whose Vary says whether it keys
+    the entry); ``/fetch``'s fields are meant for grenier, and only its allow list reaches the target."""
+    path = unique("echo")
+    reply = get(open_grenier, form, origin.url(path), [("X-Evil", "1")])
+    assert reply.status == 200, reply
+    (seen,) = origin.seen(path)
+    assert ("x-evil" in seen.names()) is reaches, seen.headers
+
+
 @pytest.mark.parametrize(
-    "credential", [("Authorization", "Bearer alice-s3cret"), ("Cookie", "session=alice-s3cret")], ids=["auth", "cookie"]
+    ("credential", "first_fwd", "again_fwd"),
+    [
+        # RFC 9111 §3.5: through the cache, on a fetch of its own; the stored response allows no sharing with it.
+        (("Authorization", "Bearer alice-s3cret"), "fwd=uri-miss", "fwd=miss"),
+        (("Cookie", "session=alice-s3cret"), "fwd=bypass", "fwd=bypass"),
+    ],
+    ids=["auth", "cookie"],
 )
-def test_credentialed_requests_are_relayed_and_never_stored(
-    open_grenier: GrenierProcess, origin: Origin, credential: tuple[str, str]
+def test_credentialed_requests_are_never_stored_nor_served_another_response(
+    open_grenier: GrenierProcess, origin: Origin, credential: tuple[str, str], first_fwd: str, again_fwd: str
 ) -> None:
     path = unique("echo")
     url = origin.url(path)
     private = request(open_grenier.port, "GET", url, [credential])
     assert private.status == 200, private
-    assert "fwd=bypass" in private.header("Cache-Status")
+    assert first_fwd in private.header("Cache-Status")
+    assert "stored" not in private.cache_status
     assert "alice-s3cret" in private.text, "the credential is relayed to the origin"
     clean = request(open_grenier.port, "GET", url)
     assert "fwd=uri-miss" in clean.header("Cache-Status"), clean
     assert "alice-s3cret" not in clean.text
-    # Now a clean entry is stored; a credentialed request still bypasses it and does not overwrite it.
+    # Now a clean entry is stored; a credentialed request still does not use it and does not overwrite it.
     again = request(open_grenier.port, "GET", url, [credential])
-    assert "fwd=bypass" in again.header("Cache-Status")
+    assert again_fwd in again.header("Cache-Status")
     assert "alice-s3cret" in again.text
     last = request(open_grenier.port, "GET", url)
     assert last.header("Cache-Status").startswith("grenier;hit"), last

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import http_sf
@@ -60,10 +60,13 @@ class Reply:
 
     @property
     def location(self) -> str:
-        """The job a ``202`` points at."""
+        """The job a ``202`` points at, as a path on grenier (its ``Location`` is absolute and names grenier)."""
         loc = self.headers.get("Location", "")
-        assert loc.startswith(JOB_LOCATION_PREFIX), f"Location {loc!r}"
-        return loc
+        parts = urlsplit(loc)
+        assert parts.scheme == "http", f"Location {loc!r} is not absolute"
+        assert parts.netloc, f"Location {loc!r} names no host"
+        assert parts.path.startswith(JOB_LOCATION_PREFIX), f"Location {loc!r}"
+        return parts.path
 
     def problem(self, status: int | set[int], *words: str) -> dict[str, Any]:
         """``assert_problem(self, status, *words)``."""

@@ -924,12 +924,111 @@ VARIANT_CASES: list[tuple[str, tuple[str, ...], Headers, Headers, bool]] = [
         ),
         True,
     ),
+    (
+        "§4.1 Accept-Encoding: browser spellings of br+gzip share",
+        ("accept-encoding",),
+        h(("Accept-Encoding", "gzip, deflate, br")),
+        h(("Accept-Encoding", "br,gzip")),
+        True,
+    ),
+    (
+        "§4.1 Accept-Encoding: x-gzip is gzip",
+        ("accept-encoding",),
+        h(("Accept-Encoding", "x-gzip")),
+        h(("Accept-Encoding", "gzip")),
+        True,
+    ),
+    (
+        "§4.1 Accept-Encoding: zstd is its own variant",
+        ("accept-encoding",),
+        h(("Accept-Encoding", "gzip, deflate, br, zstd")),
+        h(("Accept-Encoding", "gzip, deflate, br")),
+        False,
+    ),
+    (
+        "§4.1 Accept-Encoding: q=0 excludes a coding",
+        ("accept-encoding",),
+        h(("Accept-Encoding", "gzip;q=0, br")),
+        h(("Accept-Encoding", "br")),
+        True,
+    ),
+    (
+        "§4.1 Accept-Encoding: gzip alone differs from br+gzip",
+        ("accept-encoding",),
+        h(("Accept-Encoding", "gzip")),
+        h(("Accept-Encoding", "gzip, br")),
+        False,
+    ),
+    (
+        "§4.1 Accept-Encoding: absent differs from identity only",
+        ("accept-encoding",),
+        (),
+        h(("Accept-Encoding", "")),
+        False,
+    ),
+    (
+        "§4.1 Accept-Encoding: an invalid qvalue compares as written",
+        ("accept-encoding",),
+        h(("Accept-Encoding", "gzip;q=x")),
+        h(("Accept-Encoding", "gzip")),
+        False,
+    ),
+    (
+        "§4.1 presented fields other than Vary's do not matter",
+        ("accept",),
+        h(("Accept", "a/b"), ("Foo", "1")),
+        h(("Accept", "a/b"), ("Foo", "2")),
+        True,
+    ),
+    ("§4.1 a presented Foo: 1 and Foo: 2 differ", ("foo",), h(("Foo", "1")), h(("Foo", "2")), False),
 ]
 
 
 @pytest.mark.parametrize(("section", "fields", "a", "b", "same"), VARIANT_CASES, ids=[c[0] for c in VARIANT_CASES])
 def test_variant_key(section: str, fields: tuple[str, ...], a: Headers, b: Headers, same: bool) -> None:
     assert (policy.variant_key(fields, a) == policy.variant_key(fields, b)) is same, section
+
+
+ACCEPTED_CODINGS: list[tuple[str, str, str | None]] = [
+    ("RFC 9110 §12.5.3 Chrome", "gzip, deflate, br, zstd", "br,gzip,identity,zstd"),
+    ("RFC 9110 §12.5.3 Firefox", "gzip, deflate, br", "br,gzip,identity"),
+    ("RFC 9110 §12.5.3 Safari", "gzip, deflate, br", "br,gzip,identity"),
+    ("RFC 9110 §12.5.3 curl --compressed", "deflate, gzip, br, zstd", "br,gzip,identity,zstd"),
+    ("RFC 9110 §12.5.3 old clients", "gzip,deflate", "gzip,identity"),
+    ("RFC 9110 §12.5.3 weights above zero accept", "br;q=1.0, gzip;q=0.8, *;q=0.1", "br,gzip,identity,zstd"),
+    ("RFC 9110 §12.5.3 empty: identity only", "", "identity"),
+    ("RFC 9110 §12.5.3 identity;q=0 refuses it", "gzip, identity;q=0", "gzip"),
+    ("RFC 9110 §12.5.3 *;q=0 refuses what is not named", "br, *;q=0", "br"),
+    ("RFC 9110 §12.5.3 * accepts every coding", "*", "br,gzip,identity,zstd"),
+    ("RFC 9110 §8.4.1.3 x-gzip is gzip", "x-gzip", "gzip,identity"),
+    ("RFC 9110 §12.4.2 the first weight of a coding counts", "gzip;q=0, gzip", "identity"),
+    ("RFC 9110 §12.4.2 a qvalue over 1 is invalid", "gzip;q=2", None),
+    ("RFC 9110 §12.4.2 a qvalue that is no number is invalid", "gzip;q=high", None),
+    ("RFC 9110 §12.5.3 names are caseless", "GZIP, Br", "br,gzip,identity"),
+]
+
+
+@pytest.mark.parametrize(("section", "raw", "codings"), ACCEPTED_CODINGS, ids=[c[0] for c in ACCEPTED_CODINGS])
+def test_accepted_codings(section: str, raw: str, codings: str | None) -> None:
+    assert policy.accepted_codings(raw) == codings, section
+
+
+SHARED_WITH_AUTHORIZED: list[tuple[str, Headers, bool]] = [
+    ("§3.5 public", h(("Cache-Control", "public, max-age=60")), True),
+    ("§3.5 s-maxage", h(("Cache-Control", "s-maxage=60")), True),
+    ("§3.5 must-revalidate", h(("Cache-Control", "max-age=60, must-revalidate")), True),
+    ("§3.5 max-age alone does not", h(("Cache-Control", "max-age=60")), False),
+    ("§3.5 proxy-revalidate does not", h(("Cache-Control", "max-age=60, proxy-revalidate")), False),
+    ("§3.5 Expires alone does not", h(("Expires", "Thu, 01 Jan 2099 00:00:00 GMT")), False),
+    ("§3.5 no Cache-Control does not", (), False),
+]
+
+
+@pytest.mark.parametrize(
+    ("section", "headers", "shared"), SHARED_WITH_AUTHORIZED, ids=[c[0] for c in SHARED_WITH_AUTHORIZED]
+)
+def test_shared_with_authorized(section: str, headers: Headers, shared: bool) -> None:
+    assert policy.shared_with_authorized(headers) is shared, section
 
 
 # --- invalidation (§4.4) -------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.prefer import preferences, wait_seconds
+from proxy.prefer import preferences, wait_requested, wait_seconds
 
 PREFERENCES = [
     ("none", [], {}),
@@ -75,3 +75,19 @@ def test_wait_seconds(raw: list[str], expected: float) -> None:
 )
 def test_wait_seconds_default_is_capped_too(default: float, cap: float, expected: float) -> None:
     assert wait_seconds([], default, cap) == expected
+
+
+WAIT_REQUESTED = [
+    ("§4.3 wait=N", ["wait=5"], True),
+    ("§4.3 wait=0 is a wait asked for", ["wait=0"], True),
+    ("§4.3 no wait", ["respond-async"], False),
+    ("§4.3 no Prefer", [], False),
+    ("§4.3 a wait that is no number is ignored", ["wait=soon"], False),
+    ("§4.3 a negative wait is ignored", ["wait=-1"], False),
+    ("§4.3 NaN is ignored", ["wait=nan"], False),
+]
+
+
+@pytest.mark.parametrize(("section", "raw", "asked"), WAIT_REQUESTED, ids=[c[0] for c in WAIT_REQUESTED])
+def test_wait_requested(section: str, raw: list[str], asked: bool) -> None:
+    assert wait_requested(raw) is asked, section
