@@ -40,7 +40,9 @@ import redis.asyncio as aioredis
 from .counts import Count
 from .hot_tier import HotTier
 from .records import Cached, CorruptRecord, JobRecord, decode_cached
+from .redis_clients import async_client
 from .redis_reads import RedisReads
+from .settings import RedisSettings
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +200,15 @@ class RedisStore:
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = False
         """Are notifications flowing? Nothing is put in the hot tier unless they are."""
+
+    @classmethod
+    def open(cls, settings: RedisSettings, hot: HotTier[Any] | None = None) -> RedisStore:
+        """The store on the Redis the settings name: ``redis.url``, or the primary its sentinels name (followed
+        through failovers; see :mod:`core.redis_clients`)."""
+        if not settings.sentinels:
+            return cls.from_url(settings.url, hot)
+        timeouts = {"socket_timeout": COMMAND_TIMEOUT, "socket_connect_timeout": COMMAND_TIMEOUT}
+        return cls(async_client(settings, health_check_interval=30, **timeouts), hot)
 
     @classmethod
     def from_url(cls, url: str, hot: HotTier[Any] | None = None) -> RedisStore:

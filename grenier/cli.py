@@ -90,7 +90,7 @@ def _purge(settings: Settings, raw_url: str) -> int:
         return 2
 
     async def run() -> None:
-        store = RedisStore.from_url(settings.redis.url)
+        store = RedisStore.open(settings.redis)
         try:
             await lookup.invalidate(store, url)
         finally:
