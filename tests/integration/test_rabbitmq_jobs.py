@@ -110,6 +110,7 @@ async def test_worker_killed_mid_job_its_job_completes_on_another_worker_at_once
 
     done = await poll_job(http, serve.url, miss.location, timeout=30)
     redelivered_after = time.monotonic() - killed_at
+    print(f"\nRabbitMQ: the killed worker's job completed {redelivered_after:.2f} s after the kill")
     assert done.status == 200, done.body[:500]
     assert done.body == b"survived a kill"
     assert origin.hits(target) == 2  # the killed attempt and the redelivered one
