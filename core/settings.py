@@ -114,6 +114,14 @@ class RedisSettings:
     sentinel_service: str = field(
         default="", metadata=_doc("The primary's service name in Sentinel (required with sentinels).")
     )
+    cluster: bool = field(
+        default=False,
+        metadata=_doc(
+            "redis.url is a seed node of a Redis Cluster (any node; the others are discovered). The jobs then need"
+            " jobs.broker = rabbitmq, or a plain Redis in jobs.broker_url: Dramatiq's Redis broker is not"
+            " cluster-aware."
+        ),
+    )
 
     @property
     def configured(self) -> bool:
@@ -459,6 +467,16 @@ def _check_backends(s: Settings) -> None:
             raise ConfigError(f'redis.sentinels[{i}]: expected "host:port", got {address!r}')
     if s.redis.sentinels and not s.redis.sentinel_service:
         raise ConfigError("redis.sentinel_service: required with redis.sentinels (the primary's name in Sentinel)")
+    if s.redis.cluster:
+        if s.redis.sentinels:
+            raise ConfigError("redis.cluster: a cluster fails over by itself; redis.sentinels must be empty with it")
+        if not s.redis.url:
+            raise ConfigError("redis.cluster: needs redis.url, a seed node of the cluster")
+        if s.jobs.broker == "redis" and not s.jobs.broker_url:
+            raise ConfigError(
+                "redis.cluster: the jobs need jobs.broker = rabbitmq, or a plain Redis in jobs.broker_url"
+                " (Dramatiq's Redis broker is not cluster-aware)"
+            )
     jobs = s.jobs
     if jobs.broker == "rabbitmq":
         if s.embedded:

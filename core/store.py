@@ -5,23 +5,33 @@ Two implementations honour the same contract (``tests/unit/test_store_contract.p
 * :class:`RedisStore` for Redis mode (and over fakeredis in unit tests).
 * :class:`~core.memory_store.MemoryStore` for the embedded mode, bounded by bytes (``cache.memory_bytes``).
 
-Redis key scheme (``<p>`` is ``grenier``, ``<h>`` the SHA-256 of the canonical URL):
+Redis key scheme (``<p>`` is ``grenier``, ``<h>`` the SHA-256 of the canonical URL). ``{...}`` is a Redis Cluster
+hash tag: every key of one URL (its entry, variants, chunks and in-flight claim) hashes to the slot of ``<h>``
+alone, so on a cluster they live on one node and no command ever spans two slots:
 
-================================  =====================================================  ==========================
-key                               value                                                  expiry
-================================  =====================================================  ==========================
-``<p>:entry:<h>``                 :class:`StoredResponse` bytes (one value: a hit is one  freshness + ``stale_keep``
-                                  ``GET``), or a :class:`VaryIndex` when responses vary
-``<p>:entry:<h>:<gen>:<v>``       one variant's :class:`StoredResponse` (``<v>`` digests   as above
-                                  the request's values of the Vary fields)
-``<p>:chunk:<h>:<ver>:<i>``       chunk ``i`` of a body too large to be inline (an         its entry's, plus a
-                                  entry's :class:`BodyRef` names ``<h>:<ver>``)           minute
-``<p>:job:<id>``                  :class:`JobRecord` bytes (with the fetched response)    ``jobs.result_ttl``
-``<p>:inflight:<k>``              id of the job fetching that key now                    job time limit; a few
-                                                                                         seconds after it ends
-``<p>:stats:<name>``              integer counter (``INCRBY``)                           none
-channel ``<p>:job-done``          job id, published when a job ends                      -
-================================  =====================================================  ==========================
+===================================  ==================================================  ==========================
+key                                  value                                               expiry
+===================================  ==================================================  ==========================
+``<p>:entry:{<h>}``                  :class:`StoredResponse` bytes (one value: a hit is   freshness + ``stale_keep``
+                                     one ``GET``), or a :class:`VaryIndex` when
+                                     responses vary
+``<p>:entry:{<h>}:<gen>:<v>``        one variant's :class:`StoredResponse` (``<v>``       as above
+                                     digests the request's values of the Vary fields)
+``<p>:chunk:{<h>}:<ver>:<i>``        chunk ``i`` of a body too large to be inline (an     its entry's, plus a
+                                     entry's :class:`BodyRef` names ``<h>:<ver>``)        minute
+``<p>:job:<id>``                     :class:`JobRecord` bytes (with the fetched           ``jobs.result_ttl``
+                                     response)
+``<p>:inflight:{<h>}[:<gen>:<v>]``   id of the job fetching that key now (a joiner's own  job time limit; a few
+                                     fetch: ``<p>:inflight:{own:<id>}``)                  seconds after it ends
+``<p>:stats:<name>``                 integer counter (``INCRBY``); on a cluster           none
+                                     ``<p>:stats:<name>:<shard>``, summed on read
+channel ``<p>:job-done``             job id, published when a job ends                   -
+channel ``<p>:entry-changed``        an entry key, published when it is written or       -
+                                     deleted
+===================================  ==================================================  ==========================
+
+On a cluster (``redis.cluster``) the notifications are plain pub/sub, which the cluster carries to every node, so a
+subscriber on any node hears every job that ends.
 
 Only entries carry a TTL that ``volatile-lru`` may evict early; Dramatiq's queues carry none, so a full Redis
 evicts cache entries, never queued jobs.
@@ -32,7 +42,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+import random
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -57,12 +68,22 @@ CHUNK_PREFIX = f"{PREFIX}:chunk:"
 JOB_PREFIX = f"{PREFIX}:job:"
 
 
+def tagged(key: str) -> str:
+    """``key`` with its URL hash as the Redis Cluster hash tag: ``<h>[:rest]`` becomes ``{<h>}[:rest]``, so every
+    key of one URL shares a slot; a key that does not start with a URL hash (a joiner's ``own:<id>``) is its own
+    tag."""
+    head, sep, rest = key.partition(":")
+    if len(head) == 64 and all(c in "0123456789abcdef" for c in head):
+        return f"{{{head}}}{sep}{rest}"
+    return f"{{{key}}}"
+
+
 def entry_key(url_hash: str) -> str:
-    return f"{ENTRY_PREFIX}{url_hash}"
+    return f"{ENTRY_PREFIX}{tagged(url_hash)}"
 
 
 def chunk_key(name: str, index: int) -> str:
-    return f"{CHUNK_PREFIX}{name}:{index}"
+    return f"{CHUNK_PREFIX}{tagged(name)}:{index}"
 
 
 def job_key(job_id: str) -> str:
@@ -70,7 +91,7 @@ def job_key(job_id: str) -> str:
 
 
 def inflight_key(url_hash: str) -> str:
-    return f"{PREFIX}:inflight:{url_hash}"
+    return f"{PREFIX}:inflight:{tagged(url_hash)}"
 
 
 def stat_key(name: Count) -> str:
@@ -174,6 +195,8 @@ return 0
 #: Connections one process keeps to Redis at most, and how long a request waits for one when all are busy.
 POOL_SIZE = 256
 POOL_WAIT = 5.0
+#: Keys each counter is spread over on a cluster (summed on read).
+COUNTER_SHARDS = 8
 #: How long one Redis command may take before it fails (a paused or wedged server must not hold requests forever;
 #: every command here is a key or a few, answered in well under a millisecond when Redis is well).
 COMMAND_TIMEOUT = 2.0
@@ -188,11 +211,21 @@ class RedisStore:
     poll_fallback = 0.5
 
     def __init__(
-        self, client: aioredis.Redis, hot: HotTier[Any] | None = None, reads: RedisReads | None = None
+        self,
+        client: aioredis.Redis | aioredis.RedisCluster,
+        hot: HotTier[Any] | None = None,
+        reads: RedisReads | None = None,
+        *,
+        counter_shards: int = 1,
     ) -> None:
         """``hot``: the server's hot tier (see :mod:`core.hot_tier`); workers read through to Redis always.
-        ``reads``: the hit path's fast reads (see :mod:`core.redis_reads`); without it, reads go through ``client``."""
-        self.redis = client
+        ``reads``: the hit path's fast reads (see :mod:`core.redis_reads`); without it, reads go through ``client``.
+        ``counter_shards``: keys each counter is spread over (on a cluster, so no one node takes every increment);
+        this process adds to one of them, chosen at random, and a read sums them all."""
+        self.redis: Any = client  # redis-py types a cluster client and a plain one apart; both speak these commands
+        self.cluster = isinstance(client, aioredis.RedisCluster)
+        self.counter_shards = counter_shards
+        self._shard = random.randrange(counter_shards)
         self.hot = hot
         self.reads = reads
         self._release = client.register_script(_RELEASE)
@@ -205,9 +238,11 @@ class RedisStore:
     def open(cls, settings: RedisSettings, hot: HotTier[Any] | None = None) -> RedisStore:
         """The store on the Redis the settings name: ``redis.url``, or the primary its sentinels name (followed
         through failovers; see :mod:`core.redis_clients`)."""
+        timeouts = {"socket_timeout": COMMAND_TIMEOUT, "socket_connect_timeout": COMMAND_TIMEOUT}
+        if settings.cluster:
+            return cls(aioredis.RedisCluster.from_url(settings.url, **timeouts), hot, counter_shards=COUNTER_SHARDS)
         if not settings.sentinels:
             return cls.from_url(settings.url, hot)
-        timeouts = {"socket_timeout": COMMAND_TIMEOUT, "socket_connect_timeout": COMMAND_TIMEOUT}
         return cls(async_client(settings, health_check_interval=30, **timeouts), hot)
 
     @classmethod
@@ -242,19 +277,13 @@ class RedisStore:
         full = entry_key(key)
         if self.hot is not None:
             self.hot.drop(full)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(full, entry.encode(), px=_ms(expire))
-            pipe.publish(ENTRY_CHANNEL, full)
-            await pipe.execute()
+        await self._write_and_notify(lambda pipe: pipe.set(full, entry.encode(), px=_ms(expire)), ENTRY_CHANNEL, full)
 
     async def delete_entry(self, key: str) -> None:
         full = entry_key(key)
         if self.hot is not None:
             self.hot.drop(full)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.delete(full)
-            pipe.publish(ENTRY_CHANNEL, full)
-            await pipe.execute()
+        await self._write_and_notify(lambda pipe: pipe.delete(full), ENTRY_CHANNEL, full)
 
     async def put_chunk(self, name: str, index: int, data: bytes, expire: float) -> None:
         await self.redis.set(chunk_key(name, index), data, px=_ms(expire))
@@ -305,10 +334,21 @@ class RedisStore:
         await self._release(keys=[inflight_key(url_hash)], args=[job_id, _ms(linger)])
 
     async def finish_job(self, record: JobRecord, expire: float) -> None:
+        data = record.encode()
+        await self._write_and_notify(
+            lambda pipe: pipe.set(job_key(record.id), data, px=_ms(expire)), DONE_CHANNEL, record.id
+        )
+
+    async def _write_and_notify(self, write: Callable[[Any], object], channel: str, message: str) -> None:
+        """One write, then its notification: in one round trip on a server, one after the other on a cluster (a
+        cluster pipeline carries no ``PUBLISH``; the cluster still delivers it to subscribers on every node)."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(job_key(record.id), record.encode(), px=_ms(expire))
-            pipe.publish(DONE_CHANNEL, record.id)
+            write(pipe)
+            if not self.cluster:
+                pipe.publish(channel, message)
             await pipe.execute()
+        if self.cluster:
+            await self.redis.publish(channel, message)
 
     async def wait_job(self, job_id: str, timeout: float) -> JobRecord | None:
         loop = asyncio.get_running_loop()
@@ -372,19 +412,33 @@ class RedisStore:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             for name, n in counts.items():
-                pipe.incrby(stat_key(name), n)
+                pipe.incrby(self._counter_key(name, self._shard), n)
             await pipe.execute()
 
+    def _counter_key(self, name: Count, shard: int) -> str:
+        return stat_key(name) if self.counter_shards == 1 else f"{stat_key(name)}:{shard}"
+
     async def counters(self) -> dict[str, int]:
-        raw = await self.redis.mget([stat_key(n) for n in COUNTERS])
-        return {n: int(v or 0) for n, v in zip(COUNTERS, raw, strict=True)}
+        # One GET per key, pipelined: an MGET over keys of different slots is refused by a cluster.
+        shards = range(self.counter_shards)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in COUNTERS:
+                for shard in shards:
+                    pipe.get(self._counter_key(name, shard))
+            raw = iter(await pipe.execute())
+        return {n: sum(int(next(raw) or 0) for _ in shards) for n in COUNTERS}
 
     async def usage(self) -> dict[str, int]:
-        info = await self.redis.info("memory")
+        if self.cluster:  # one INFO per primary, summed
+            per_node = await self.redis.info("memory", target_nodes=aioredis.RedisCluster.PRIMARIES)
+            nodes = list(per_node.values())
+            infos = nodes if all(isinstance(i, dict) for i in nodes) else [per_node]  # one primary: its own INFO
+        else:
+            infos = [await self.redis.info("memory")]
         hot = self.hot
         return {
-            "bytes": int(info.get("used_memory", 0)),
-            "max_bytes": int(info.get("maxmemory", 0)),
+            "bytes": sum(int(i.get("used_memory", 0)) for i in infos),
+            "max_bytes": sum(int(i.get("maxmemory", 0)) for i in infos),
             "keys": int(await self.redis.dbsize()),
             **({"hot_bytes": hot.bytes, "hot_hits": hot.hits, "hot_misses": hot.misses} if hot is not None else {}),
         }

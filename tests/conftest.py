@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.support.cluster import RedisCluster
 from tests.support.rabbitmq import RabbitServer
 from tests.support.redis import RedisServer, fresh_database
 
@@ -63,3 +64,20 @@ def rabbitmq_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def fresh_queue() -> str:
     """A job queue name no other test uses (queues on the session's RabbitMQ outlive a test)."""
     return f"grenier-fetch-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A real 3-primary Redis Cluster started for this test session, only when a test asks for it."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: RedisCluster) -> str:
+    """A seed node's URL of the session's cluster, every node emptied first (a cluster has one database)."""
+    redis_cluster.flush()
+    return redis_cluster.url

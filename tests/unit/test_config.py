@@ -53,6 +53,7 @@ DEFAULTS = {
     "redis.url": "",
     "redis.sentinels": (),
     "redis.sentinel_service": "",
+    "redis.cluster": False,
     "cache.default_ttl": 30,
     "cache.max_ttl": 86400,
     "cache.stale_keep": 86400,
@@ -217,6 +218,7 @@ ENV_CASES: list[tuple[str, str, Any]] = [
     ("redis.url", "redis://127.0.0.1:6390/2", "redis://127.0.0.1:6390/2"),
     ("redis.sentinels", "10.0.0.1:26379, sentinel-b:26380", ("10.0.0.1:26379", "sentinel-b:26380")),
     ("redis.sentinel_service", "cache", "cache"),
+    ("redis.cluster", "true", True),
     ("cache.default_ttl", "60", 60),
     ("cache.max_ttl", "600", 600),
     ("cache.stale_keep", "15", 15),
@@ -272,6 +274,7 @@ ENV_CASES: list[tuple[str, str, Any]] = [
 #: The other settings a key only makes sense with (the comparison is against them alone).
 CONTEXT: dict[str, dict[str, str]] = {
     "redis.sentinels": {"GRENIER_REDIS_SENTINEL_SERVICE": "cache"},
+    "redis.cluster": {"GRENIER_REDIS_URL": "redis://127.0.0.1:7000", "GRENIER_JOBS_BROKER_URL": "redis://q:6379/0"},
     "jobs.broker": {"GRENIER_REDIS_URL": "redis://127.0.0.1:6379/0", "GRENIER_JOBS_BROKER_URL": "amqp://mq/%2F"},
     "jobs.broker_url": {"GRENIER_REDIS_URL": "redis://127.0.0.1:6379/0", "GRENIER_JOBS_BROKER": "rabbitmq"},
 }
@@ -399,6 +402,14 @@ BAD_DATA: list[tuple[str, dict[str, Any], dict[str, str], str]] = [
         "jobs.broker_url",
     ),
     ("broker-url-embedded", {"jobs": {"broker_url": "redis://r/1"}}, {}, "jobs.broker_url"),
+    ("cluster-no-url", {"redis": {"cluster": True}}, {}, "redis.cluster"),
+    ("cluster-redis-broker", {"redis": {"cluster": True, "url": "redis://c:7000"}}, {}, "redis.cluster"),
+    (
+        "cluster-and-sentinels",
+        {"redis": {"cluster": True, "url": "redis://c:7000", "sentinels": ["s:1"], "sentinel_service": "c"}},
+        {},
+        "redis.cluster",
+    ),
     ("broker-unknown", {"redis": {"url": "redis://r/0"}, "jobs": {"broker": "kafka"}}, {}, "jobs.broker"),
     ("bool-env-garbage", {}, {"GRENIER_CACHE_SHARE_SET_COOKIE": "maybe"}, "cache.share_set_cookie"),
     ("bool-toml-string", {"cache": {"share_set_cookie": "true"}}, {}, "cache.share_set_cookie"),
