@@ -41,15 +41,17 @@ class HotTier(Generic[V]):
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: str) -> V | None:
+    def get(self, key: str, *, count_miss: bool = True) -> V | None:
+        """The value held for ``key``; ``count_miss=False`` for a look that a counted read follows when it fails
+        (the lean hit path's), so that one request is one hit or one miss."""
         item = self._items.get(key)
         if item is None:
-            self.misses += 1
+            self.misses += count_miss
             return None
         value, _, expires = item
         if expires <= self._clock():
             self.drop(key)
-            self.misses += 1
+            self.misses += count_miss
             return None
         self._items.move_to_end(key)
         self.hits += 1

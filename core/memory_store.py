@@ -168,6 +168,13 @@ class MemoryStore:
         value: Cached | None = self._get(entry_key(key))
         return value
 
+    def peek_entry(self, key: str) -> Cached | None:
+        value: Cached | None = self._get(entry_key(key))  # everything here is in memory
+        return value
+
+    def peek_chunks(self, name: str, indexes: Sequence[int], body_size: int) -> list[bytes | None]:
+        return [self._get(chunk_key(name, i)) for i in indexes]
+
     async def put_entry(self, key: str, entry: Cached, expire: float) -> None:
         self._set(entry_key(key), entry, expire)
 

@@ -103,6 +103,16 @@ class Store(Protocol):
         """The response (or variant index) stored under ``key``: a URL hash, or a variant's key."""
         ...
 
+    def peek_entry(self, key: str) -> Cached | None:
+        """What :meth:`get_entry` would return, if this process holds it in memory; ``None`` when answering would
+        take any I/O. The lean hit path (``proxy/lean.py``) reads through this, on the event loop, without waiting."""
+        ...
+
+    def peek_chunks(self, name: str, indexes: Sequence[int], body_size: int) -> list[bytes | None]:
+        """What :meth:`get_chunks` would return, as far as this process holds the chunks in memory (``None`` for
+        each it does not)."""
+        ...
+
     async def put_entry(self, key: str, entry: Cached, expire: float) -> None: ...
 
     async def delete_entry(self, key: str) -> None: ...
@@ -272,6 +282,18 @@ class RedisStore:
         if found is not None and self.hot is not None and self._subscribed and isinstance(data, bytes):
             self.hot.put(full, found, len(data))
         return found
+
+    def peek_entry(self, key: str) -> Cached | None:
+        if self.hot is None or not self._subscribed:
+            return None
+        held: Cached | None = self.hot.get(entry_key(key), count_miss=False)
+        return held
+
+    def peek_chunks(self, name: str, indexes: Sequence[int], body_size: int) -> list[bytes | None]:
+        hot = self.hot
+        if hot is None or not self._subscribed or body_size > hot.max_item_bytes:
+            return [None] * len(indexes)
+        return [hot.get(chunk_key(name, i), count_miss=False) for i in indexes]
 
     async def put_entry(self, key: str, entry: Cached, expire: float) -> None:
         full = entry_key(key)

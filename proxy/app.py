@@ -26,6 +26,7 @@ from . import metrics
 from .access import AccessRules
 from .cache_status import cache_status
 from .dispatch import Dispatcher
+from .lean import LEAN, LeanHits
 from .miss_rate import MissRateLimiter
 from .refusals import problems_middleware
 from .routing import add_routes, proxy_middleware
@@ -69,6 +70,8 @@ def server_app(settings: Settings, backends: Backends) -> web.Application:
                 access=AccessRules.build(server.allow_clients, server.proxy_users, settings.admin.token),
                 miss_rate=MissRateLimiter(server.miss_rate, server.miss_burst),
             )
+            if server.lean_hits:
+                app[LEAN] = LeanHits(settings, store, upstream, counters, app[metrics.METRICS])
             try:
                 yield
             finally:
@@ -92,6 +95,8 @@ async def serve(app: web.Application, settings: Settings, *, reuse_port: bool) -
         app, **runner_kwargs(server.max_line_bytes, server.max_field_bytes, server.keepalive_timeout)
     )
     await runner.setup()
+    if LEAN in app:
+        runner.answer_lean_hits(app[LEAN])
     # From here the app has started (its store and queue are open): a cancellation at any later point, even while
     # binding, must still close them.
     try:

@@ -8,6 +8,7 @@ import os
 
 from aiohttp import web
 
+from .lean import LEAN
 from .refusals import problem_response
 from .services import SERVICES
 
@@ -21,8 +22,15 @@ async def stats(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     svc.access.check_admin(request)
     totals = await svc.counters.totals()
+    lean = request.app.get(LEAN)
+    process = {"pid": os.getpid(), "lean_hits": lean.served if lean is not None else 0}
     return web.json_response(
-        {"mode": "embedded" if svc.settings.embedded else "redis", **totals, "store": await svc.store.usage()},
+        {
+            "mode": "embedded" if svc.settings.embedded else "redis",
+            **totals,
+            "store": await svc.store.usage(),
+            "process": process,
+        },
         headers={"Cache-Control": "no-store"},
     )
 

@@ -240,17 +240,9 @@ async def _held(svc: Services, record: JobRecord) -> StoredResponse | None:
     return await lookup.held_response(svc.store, record.outcome) if isinstance(record.outcome, Fetched) else None
 
 
-#: Pages fetched for a client are served from grenier's own origin by /fetch and the job endpoint: sandbox them,
-#: so that their scripts can never act as that origin (on grenier's control endpoints, say).
-FOREIGN_CONTENT = {"Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"}
-
-
 def as_foreign(response: web.StreamResponse) -> web.StreamResponse:
-    """``response`` made fit to serve from grenier's own origin: the upstream's origin-scoped fields
-    (:data:`core.forwarding.ORIGIN_SCOPED`) dropped, its CSP replaced by a sandbox."""
-    for name in {n for n in response.headers if forwarding.origin_scoped(n)}:
-        response.headers.popall(name, None)
-    response.headers.update(FOREIGN_CONTENT)
+    """``response`` made fit to serve from grenier's own origin (:func:`responses.make_foreign`)."""
+    responses.make_foreign(response.headers)
     return response
 
 

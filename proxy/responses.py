@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.payload import AsyncIterablePayload
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from core import policy
+from core import forwarding, policy
 from core.outcome import Failed, Fetched
 from core.policy import Headers
 from core.records import BodyRef, JobRecord, StoredResponse
@@ -47,12 +47,32 @@ def _replayed(pairs: Headers) -> CIMultiDictProxy[str]:
     return CIMultiDictProxy(CIMultiDict((k, v) for k, v in pairs if k.lower() not in _REPLACED))
 
 
-def _fields(pairs: Headers, age: float, status_field: str, pseudonym: str) -> CIMultiDict[str]:
+def hit_fields(pairs: Headers, pseudonym: str) -> CIMultiDict[str]:
+    """A stored response's fields as every answer from it carries them: replayed, plus this cache's ``Via``
+    (``Age`` and ``Cache-Status`` are added per response)."""
     headers = _replayed(pairs).copy()
-    headers["Age"] = str(int(age))
     headers.add("Via", f"1.1 {pseudonym}")
+    return headers
+
+
+def _fields(pairs: Headers, age: float, status_field: str, pseudonym: str) -> CIMultiDict[str]:
+    headers = hit_fields(pairs, pseudonym)
+    headers["Age"] = str(int(age))
     headers["Cache-Status"] = status_field
     return headers
+
+
+#: Pages fetched for a client are served from grenier's own origin by /fetch and the job endpoint: sandbox them,
+#: so that their scripts can never act as that origin (on grenier's control endpoints, say).
+FOREIGN_CONTENT = {"Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"}
+
+
+def make_foreign(headers: CIMultiDict[str]) -> None:
+    """Make ``headers`` fit to serve from grenier's own origin: the upstream's origin-scoped fields
+    (:data:`core.forwarding.ORIGIN_SCOPED`) dropped, its CSP replaced by a sandbox."""
+    for name in {n for n in headers if forwarding.origin_scoped(n)}:
+        headers.popall(name, None)
+    headers.update(FOREIGN_CONTENT)
 
 
 class BodyGone(Exception):

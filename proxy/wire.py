@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -27,12 +27,47 @@ from yarl import URL
 
 from core.problems import Problem, problem_body
 
+if TYPE_CHECKING:
+    from .lean import LeanConnection, LeanHits
+
 
 class _ProblemRequestHandler(RequestHandler):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, lean: LeanHits | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if type(self._parser) is HttpRequestParserPy:  # no C extension (AIOHTTP_NO_EXTENSIONS=1)
             self._parser.__class__ = _StrictPyRequestParser
+        self._lean_hits = lean
+        self._lean: LeanConnection | None = None
+        """The lean hit path (``proxy/lean.py``) while this connection has only asked for what it answers; ``None``
+        from the first request it leaves to aiohttp on."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self._lean_hits is not None:
+            self._lean = self._lean_hits.connection(cast(asyncio.Transport, transport), self)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._lean is not None:
+            self._lean.close()
+            self._lean = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes go to the lean hit path while it answers every request in them, else (from the first request it
+        does not answer) to aiohttp's parser, for good: aiohttp never starts in the middle of a connection."""
+        if self._lean is not None:
+            if not (self._force_close or self._close):
+                self._lean.feed(data)
+            return
+        super().data_received(data)
+
+    def lean_answered(self) -> None:
+        self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+
+    def lean_handover(self, rest: bytes) -> None:
+        self._lean = None
+        if rest:
+            super().data_received(rest)
 
     def handle_error(
         self,
@@ -69,8 +104,11 @@ class _StrictPyRequestParser(HttpRequestParserPy):
 
 
 class _ProblemServer(Server):
+    lean: LeanHits | None = None
+    """Set once the app has started (``proxy.app.serve``): connections made from then on start on the lean path."""
+
     def __call__(self) -> RequestHandler:
-        return _ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+        return _ProblemRequestHandler(self, loop=self._loop, lean=self.lean, **self._kwargs)
 
 
 def _tolerant(factory: _RequestFactory) -> _RequestFactory:
@@ -99,6 +137,11 @@ def _tolerant(factory: _RequestFactory) -> _RequestFactory:
 
 
 class ProblemRunner(web.AppRunner):
+    def answer_lean_hits(self, lean: LeanHits) -> None:
+        """Start every connection made from now on on the lean hit path."""
+        assert isinstance(self.server, _ProblemServer)
+        self.server.lean = lean
+
     async def _make_server(self) -> Server:
         server = await super()._make_server()
         server.__class__ = _ProblemServer
@@ -118,7 +161,7 @@ class VersionNotSupported(Problem):
 _REG_NAME_CHAR = r"[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2}"
 _IP_LITERAL = r"\[(?:[0-9A-Fa-f:.]+|v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+)\]"
 #: RFC 9110 §7.2: ``Host = uri-host [ ":" port ]``; uri-host is an IP literal or a reg-name (which covers IPv4).
-_HOST_FIELD = re.compile(rf"(?:{_IP_LITERAL}|(?:{_REG_NAME_CHAR})*)(?::[0-9]*)?")
+HOST_FIELD = re.compile(rf"(?:{_IP_LITERAL}|(?:{_REG_NAME_CHAR})*)(?::[0-9]*)?")
 
 
 def check_host_field(request: web.Request) -> None:
@@ -133,7 +176,7 @@ def check_host_field(request: web.Request) -> None:
             else "an HTTP/1.1 request must carry a Host field"
         )
     for host in hosts:
-        if not _HOST_FIELD.fullmatch(host):
+        if not HOST_FIELD.fullmatch(host):
             raise AmbiguousHost(f"the Host field {host[:100]!r} is not a host with an optional port")
 
 
