@@ -40,6 +40,7 @@ from .store import (
     job_key,
     note_key,
     stat_key,
+    untagged,
     url_hash_of,
 )
 from .targets import cache_key
@@ -108,7 +109,7 @@ class MemoryStore:
         if item is not None:
             self._bytes -= item.size
             if key.startswith(ENTRY_PREFIX):
-                self._unlist(key[len(ENTRY_PREFIX) :])
+                self._unlist(untagged(key, ENTRY_PREFIX))
 
     def _list(self, key: str, entry: StoredResponse) -> None:
         """Index a response's entry by URL, variant and tags (see ``core.store``'s key scheme)."""
@@ -245,7 +246,7 @@ class MemoryStore:
                 by_url: dict[str, list[str]] = {}
                 for k in self._data:
                     if k.startswith(ENTRY_PREFIX):
-                        name = k[len(ENTRY_PREFIX) :]
+                        name = untagged(k, ENTRY_PREFIX)
                         by_url.setdefault(url_hash_of(name), []).append(name)
                 return list(by_url.values())
             case _:

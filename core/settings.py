@@ -115,8 +115,32 @@ class RedisSettings:
         default="",
         metadata=_doc(
             "Redis URL for the cache and the job broker; empty runs embedded (in-process store and workers)."
+            " With sentinels it only carries the database and credentials (its host is ignored), or is empty."
         ),
     )
+    sentinels: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            'Sentinel addresses ("host:port"); when set, the Redis primary is the one they name for'
+            " sentinel_service, and a failover is followed without a restart."
+        ),
+    )
+    sentinel_service: str = field(
+        default="", metadata=_doc("The primary's service name in Sentinel (required with sentinels).")
+    )
+    cluster: bool = field(
+        default=False,
+        metadata=_doc(
+            "redis.url is a seed node of a Redis Cluster (any node; the others are discovered). The jobs then need"
+            " jobs.broker = rabbitmq, or a plain Redis in jobs.broker_url: Dramatiq's Redis broker is not"
+            " cluster-aware."
+        ),
+    )
+
+    @property
+    def configured(self) -> bool:
+        """Is there a Redis at all (a URL, or sentinels to ask for one)? Without one, grenier runs embedded."""
+        return bool(self.url or self.sentinels)
 
 
 @dataclass(frozen=True)
@@ -334,6 +358,20 @@ class JobsSettings:
             " being redelivered for ever."
         ),
     )
+    broker: Literal["redis", "rabbitmq"] = field(
+        default="redis",
+        metadata=_doc(
+            "What carries the fetch jobs between servers and workers (Redis mode): Redis, or RabbitMQ (a durable"
+            " queue; a killed worker's job is redelivered at once). The store stays on Redis either way."
+        ),
+    )
+    broker_url: str = field(
+        default="",
+        metadata=_doc(
+            "The broker's URL: \"amqp://...\" for RabbitMQ, or a Redis URL; empty: the store's Redis (redis.url or"
+            " its sentinels)."
+        ),
+    )
 
     @property
     def claim_ttl(self) -> float:
@@ -360,7 +398,7 @@ class Settings:
 
     @property
     def embedded(self) -> bool:
-        return not self.redis.url
+        return not self.redis.configured
 
     @cached_property
     def guard(self) -> Guard:
@@ -471,6 +509,7 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"server.port: must be 1..65535, got {s.server.port}")
     if s.redis.url and urlsplit(s.redis.url).scheme not in {"redis", "rediss", "unix"}:
         raise ConfigError(f"redis.url: must start with redis://, rediss:// or unix://, got {s.redis.url!r}")
+    _check_backends(s)
     if not 0 <= s.cache.heuristic_fraction <= 1:
         raise ConfigError(f"cache.heuristic_fraction: must be between 0 and 1, got {s.cache.heuristic_fraction!r}")
     if s.upstream.origin:
@@ -509,6 +548,38 @@ def _validate(s: Settings) -> None:
         name, sep, digest = user.partition(":")
         if not sep or not name or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise ConfigError(f'server.proxy_users[{i}]: expected "user:<sha256 hex of the password>"')
+
+
+def _check_backends(s: Settings) -> None:
+    """Sentinel and the broker: each combination that cannot work is refused by name at start-up."""
+    for i, address in enumerate(s.redis.sentinels):
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f'redis.sentinels[{i}]: expected "host:port", got {address!r}')
+    if s.redis.sentinels and not s.redis.sentinel_service:
+        raise ConfigError("redis.sentinel_service: required with redis.sentinels (the primary's name in Sentinel)")
+    if s.redis.cluster:
+        if s.redis.sentinels:
+            raise ConfigError("redis.cluster: a cluster fails over by itself; redis.sentinels must be empty with it")
+        if not s.redis.url:
+            raise ConfigError("redis.cluster: needs redis.url, a seed node of the cluster")
+        if s.jobs.broker == "redis" and not s.jobs.broker_url:
+            raise ConfigError(
+                "redis.cluster: the jobs need jobs.broker = rabbitmq, or a plain Redis in jobs.broker_url"
+                " (Dramatiq's Redis broker is not cluster-aware)"
+            )
+    jobs = s.jobs
+    if jobs.broker == "rabbitmq":
+        if s.embedded:
+            raise ConfigError("jobs.broker: rabbitmq needs redis.url (or redis.sentinels) for the store")
+        if urlsplit(jobs.broker_url).scheme not in {"amqp", "amqps"}:
+            raise ConfigError(
+                f"jobs.broker_url: must start with amqp:// or amqps:// for RabbitMQ, got {jobs.broker_url!r}"
+            )
+    elif jobs.broker_url and s.embedded:
+        raise ConfigError("jobs.broker_url: embedded mode runs its jobs in process; set redis.url to use a broker")
+    elif jobs.broker_url and urlsplit(jobs.broker_url).scheme not in {"redis", "rediss", "unix"}:
+        raise ConfigError(f"jobs.broker_url: must be a Redis URL for jobs.broker = redis, got {jobs.broker_url!r}")
 
 
 def _network(key: str, raw: str) -> None:

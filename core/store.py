@@ -5,21 +5,24 @@ Two implementations honour the same contract (``tests/unit/test_store_contract.p
 * :class:`RedisStore` for Redis mode (and over fakeredis in unit tests).
 * :class:`~core.memory_store.MemoryStore` for the embedded mode, bounded by bytes (``cache.memory_bytes``).
 
-Redis key scheme (``<p>`` is ``grenier``, ``<h>`` the SHA-256 of the canonical URL):
+Redis key scheme (``<p>`` is ``grenier``, ``<h>`` the SHA-256 of the canonical URL). ``{<h>}`` is a Redis Cluster
+hash tag: every key of one URL (its entry, variants, chunks and in-flight claim) hashes to the slot of ``<h>``
+alone, so on a cluster they live on one node and no command on them spans two slots:
 
 ================================  =====================================================  ==========================
 key                               value                                                  expiry
 ================================  =====================================================  ==========================
-``<p>:entry:<h>``                 :class:`StoredResponse` bytes (one value: a hit is one  freshness + ``stale_keep``
+``<p>:entry:{<h>}``               :class:`StoredResponse` bytes (one value: a hit is one  freshness + ``stale_keep``
                                   ``GET``), or a :class:`VaryIndex` when responses vary
-``<p>:entry:<h>:<gen>:<v>``       one variant's :class:`StoredResponse` (``<v>`` digests   as above
+``<p>:entry:{<h>}:<gen>:<v>``     one variant's :class:`StoredResponse` (``<v>`` digests   as above
                                   the request's values of the Vary fields)
-``<p>:chunk:<h>:<ver>:<i>``       chunk ``i`` of a body too large to be inline (an         its entry's, plus a
+``<p>:chunk:{<h>}:<ver>:<i>``     chunk ``i`` of a body too large to be inline (an         its entry's, plus a
                                   entry's :class:`BodyRef` names ``<h>:<ver>``)           minute
 ``<p>:job:<id>``                  :class:`JobRecord` bytes (with the fetched response)    ``jobs.result_ttl``
-``<p>:inflight:<k>``              id of the job fetching that key now (``<k>:<range>``   job time limit; a few
+``<p>:inflight:{<h>}...``         id of the job fetching that key now (``<k>:<range>``   job time limit; a few
                                   for a range miss: only the same range collapses)       seconds after it ends
-``<p>:stats:<name>``              integer counter (``INCRBY``)                           none
+``<p>:stats:<name>``              integer counter (``INCRBY``); on a cluster             none
+                                  ``<p>:stats:<name>:<shard>``, summed on read
 ``<p>:urls:<origin>``             sorted set, every score 0, of ``<url> <h>`` for each    the longest of its
                                   URL of ``<origin>`` (``scheme://host[:port]``) with an  entries' (``PEXPIRE NX``,
                                   entry: a prefix or host ban is one ``ZRANGEBYLEX``      then ``GT``)
@@ -40,6 +43,12 @@ deletes; a soft purge rewrites the entries as stale inside a ``WATCH``/``MULTI``
 index member whose entry has expired is harmless (deleting it finds nothing and counts nothing); only a flush walks
 the entry keys with ``SCAN`` (bounded batches), since it must find everything, indexed or not.
 
+On a cluster (``redis.cluster``) the indexes live in slots of their own, so a script may not touch them and the
+entries together: a purge there reads the index, then deletes (or rewrites) each URL's entries in its own slot,
+notifying each; every entry named when it began goes, but the purge as a whole is not atomic. Notifications are
+plain pub/sub, which the cluster carries to every node, so a subscriber on any node hears every job that ends and
+every entry that changes.
+
 Only entries carry a TTL that ``volatile-lru`` may evict early; Dramatiq's queues carry none, so a full Redis
 evicts cache entries, never queued jobs.
 """
@@ -50,7 +59,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import random
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, assert_never
 
 import redis.asyncio as aioredis
@@ -60,7 +70,9 @@ from .counts import Count
 from .hot_tier import HotTier
 from .invalidation import ByPrefix, ByTag, ByUrl, Everything, Target, index_member, origin_of, soften
 from .records import Cached, CorruptRecord, JobRecord, StoredResponse, decode_cached
+from .redis_clients import async_client
 from .redis_reads import RedisReads
+from .settings import RedisSettings
 from .targets import cache_key
 
 log = logging.getLogger(__name__)
@@ -77,12 +89,27 @@ JOB_PREFIX = f"{PREFIX}:job:"
 NOTE_PREFIX = f"{PREFIX}:note:"
 
 
+def tagged(key: str) -> str:
+    """``key`` with its URL hash as the Redis Cluster hash tag: ``<h>[:rest]`` becomes ``{<h>}[:rest]``, so every
+    key of one URL shares a slot; a key that does not start with a URL hash (a joiner's ``own:<id>``) is its own
+    tag."""
+    head, sep, rest = key.partition(":")
+    if len(head) == 64 and all(c in "0123456789abcdef" for c in head):
+        return f"{{{head}}}{sep}{rest}"
+    return f"{{{key}}}"
+
+
+def untagged(full: str, prefix: str) -> str:
+    """The key a store caller names (``<h>[:rest]``) of a full entry key ``<prefix>{<h>}[:rest]``."""
+    return full[len(prefix) :].replace("{", "", 1).replace("}", "", 1)
+
+
 def entry_key(url_hash: str) -> str:
-    return f"{ENTRY_PREFIX}{url_hash}"
+    return f"{ENTRY_PREFIX}{tagged(url_hash)}"
 
 
 def chunk_key(name: str, index: int) -> str:
-    return f"{CHUNK_PREFIX}{name}:{index}"
+    return f"{CHUNK_PREFIX}{tagged(name)}:{index}"
 
 
 def job_key(job_id: str) -> str:
@@ -90,7 +117,7 @@ def job_key(job_id: str) -> str:
 
 
 def inflight_key(url_hash: str) -> str:
-    return f"{PREFIX}:inflight:{url_hash}"
+    return f"{PREFIX}:inflight:{tagged(url_hash)}"
 
 
 def stat_key(name: Count) -> str:
@@ -206,6 +233,20 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
+class _Unwatched:
+    """A client read as if it were a watching pipeline (``watch`` does nothing): the reads of a purge on a cluster,
+    where nothing is watched (see ``RedisStore._purge_key_by_key``)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    async def watch(self, *keys: str) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
 def _decode_entry(data: bytes | str | None) -> Cached | None:
     if not isinstance(data, bytes):
         return None
@@ -250,14 +291,19 @@ def _ms(seconds: float) -> int:
 _DROP_URL = """
 local P, CH = ARGV[1], ARGV[2]
 local dropped = {}
+local function ek(k)
+  local h, rest = string.match(k, '^(%x+)(.*)$')
+  if h and #h == 64 and (rest == '' or string.sub(rest, 1, 1) == ':') then return P .. 'entry:{' .. h .. '}' .. rest end
+  return P .. 'entry:{' .. k .. '}'
+end
 local function drop(h)
-  local e = P .. 'entry:' .. h
+  local e = ek(h)
   local n = redis.call('DEL', e)
   redis.call('PUBLISH', CH, e)
   table.insert(dropped, e)
   local vs = P .. 'variants:' .. h
   for _, v in ipairs(redis.call('SMEMBERS', vs)) do
-    local ve = P .. 'entry:' .. v
+    local ve = ek(v)
     redis.call('DEL', ve)
     redis.call('PUBLISH', CH, ve)
     table.insert(dropped, ve)
@@ -295,9 +341,14 @@ return {n, dropped}
 #: KEYS[1]: a tag's set; deletes every entry key in it (each counted), then the set.
 _PURGE_TAG = """
 local P, CH = ARGV[1], ARGV[2]
+local function ek(k)
+  local h, rest = string.match(k, '^(%x+)(.*)$')
+  if h and #h == 64 and (rest == '' or string.sub(rest, 1, 1) == ':') then return P .. 'entry:{' .. h .. '}' .. rest end
+  return P .. 'entry:{' .. k .. '}'
+end
 local n, dropped = 0, {}
 for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local e = P .. 'entry:' .. k
+  local e = ek(k)
   n = n + redis.call('DEL', e)
   redis.call('PUBLISH', CH, e)
   table.insert(dropped, e)
@@ -320,6 +371,8 @@ return 0
 #: Connections one process keeps to Redis at most, and how long a request waits for one when all are busy.
 POOL_SIZE = 256
 POOL_WAIT = 5.0
+#: Keys each counter is spread over on a cluster (summed on read).
+COUNTER_SHARDS = 8
 #: How long one Redis command may take before it fails (a paused or wedged server must not hold requests forever;
 #: every command here is a key or a few, answered in well under a millisecond when Redis is well).
 COMMAND_TIMEOUT = 2.0
@@ -334,11 +387,21 @@ class RedisStore:
     poll_fallback = 0.5
 
     def __init__(
-        self, client: aioredis.Redis, hot: HotTier[Any] | None = None, reads: RedisReads | None = None
+        self,
+        client: aioredis.Redis | aioredis.RedisCluster,
+        hot: HotTier[Any] | None = None,
+        reads: RedisReads | None = None,
+        *,
+        counter_shards: int = 1,
     ) -> None:
         """``hot``: the server's hot tier (see :mod:`core.hot_tier`); workers read through to Redis always.
-        ``reads``: the hit path's fast reads (see :mod:`core.redis_reads`); without it, reads go through ``client``."""
-        self.redis = client
+        ``reads``: the hit path's fast reads (see :mod:`core.redis_reads`); without it, reads go through ``client``.
+        ``counter_shards``: keys each counter is spread over (on a cluster, so no one node takes every increment);
+        this process adds to one of them, chosen at random, and a read sums them all."""
+        self.redis: Any = client  # redis-py types a cluster client and a plain one apart; both speak these commands
+        self.cluster = isinstance(client, aioredis.RedisCluster)
+        self.counter_shards = counter_shards
+        self._shard = random.randrange(counter_shards)
         self.hot = hot
         self.reads = reads
         self._release = client.register_script(_RELEASE)
@@ -349,6 +412,17 @@ class RedisStore:
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = False
         """Are notifications flowing? Nothing is put in the hot tier unless they are."""
+
+    @classmethod
+    def open(cls, settings: RedisSettings, hot: HotTier[Any] | None = None) -> RedisStore:
+        """The store on the Redis the settings name: ``redis.url``, or the primary its sentinels name (followed
+        through failovers; see :mod:`core.redis_clients`)."""
+        timeouts = {"socket_timeout": COMMAND_TIMEOUT, "socket_connect_timeout": COMMAND_TIMEOUT}
+        if settings.cluster:
+            return cls(aioredis.RedisCluster.from_url(settings.url, **timeouts), hot, counter_shards=COUNTER_SHARDS)
+        if not settings.sentinels:
+            return cls.from_url(settings.url, hot)
+        return cls(async_client(settings, health_check_interval=30, **timeouts), hot)
 
     @classmethod
     def from_url(cls, url: str, hot: HotTier[Any] | None = None) -> RedisStore:
@@ -394,12 +468,13 @@ class RedisStore:
         full = entry_key(key)
         if self.hot is not None:
             self.hot.drop(full)
-        async with self.redis.pipeline(transaction=False) as pipe:
+
+        def write(pipe: Any) -> None:
             pipe.set(full, entry.encode(), px=_ms(expire))
             if isinstance(entry, StoredResponse):
                 self._index(pipe, key, entry, expire)
-            pipe.publish(ENTRY_CHANNEL, full)
-            await pipe.execute()
+
+        await self._write_and_notify(write, ENTRY_CHANNEL, full)
 
     @staticmethod
     def _index(pipe: Any, key: str, entry: StoredResponse, expire: float) -> None:
@@ -419,6 +494,8 @@ class RedisStore:
             pipe.pexpire(index, _ms(expire), gt=True)
 
     async def purge(self, target: Target, *, soft: bool = False) -> int:
+        if self.cluster:
+            return await self._purge_key_by_key(target, soft=soft)
         if soft:
             return await self._soft_purge(target)
         args = [PREFIX + ":", ENTRY_CHANNEL]
@@ -472,7 +549,7 @@ class RedisStore:
             for name in entries:
                 pipe.publish(ENTRY_CHANNEL, name)
             await pipe.execute()
-        return sum(1 for n in entries if ":" not in n[len(ENTRY_PREFIX) :])
+        return sum(1 for n in entries if ":" not in untagged(n, ENTRY_PREFIX))
 
     async def _soft_purge(self, target: Target) -> int:
         """Rewrite each entry ``target`` names as stale (:func:`core.invalidation.soften`), keeping its expiry,
@@ -486,7 +563,7 @@ class RedisStore:
                         await pipe.watch(*(entry_key(k) for k in keys))
                     raw = await pipe.mget([entry_key(k) for k in keys]) if keys else []
                     found = dict(zip(keys, (_decode_entry(r) for r in raw), strict=True))
-                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.multi()
                     for key, entry in found.items():
                         if isinstance(entry, StoredResponse):
                             pipe.set(entry_key(key), soften(entry).encode(), keepttl=True)
@@ -519,11 +596,38 @@ class RedisStore:
             case Everything():  # a flush walks the entries (not watched: it is not atomic, see the key scheme)
                 by_url: dict[str, list[str]] = {}
                 async for key in self.redis.scan_iter(match=f"{ENTRY_PREFIX}*", count=FLUSH_BATCH):
-                    name = _text(key)[len(ENTRY_PREFIX) :]
+                    name = untagged(_text(key), ENTRY_PREFIX)
                     by_url.setdefault(url_hash_of(name), []).append(name)
                 return list(by_url.values())
             case _:
                 assert_never(target)
+
+    async def _purge_key_by_key(self, target: Target, *, soft: bool) -> int:
+        """A purge on a cluster: a script or a transaction may touch one slot only, and one URL's keys share a slot
+        but its origin's and its tags' indexes do not. So the entries are found from the indexes first, then
+        deleted (or rewritten stale) one URL at a time, each notified: every entry named when the purge began goes,
+        but the purge as a whole is not atomic (an entry written meanwhile may stay)."""
+        groups = await self._soft_groups(_Unwatched(self.redis), target)
+        count = 0
+        for group in groups:
+            affected = False
+            for key in group:
+                full = entry_key(key)
+                if soft:
+                    entry = _decode_entry(await self.redis.get(full))
+                    if isinstance(entry, StoredResponse):
+                        await self.redis.set(full, soften(entry).encode(), keepttl=True)
+                        affected = True
+                else:
+                    affected = bool(await self.redis.delete(full)) or affected
+                await self.redis.publish(ENTRY_CHANNEL, full)
+                self._drop_hot([full])
+            if not soft and group and url_hash_of(group[0]) == group[0]:
+                await self.redis.delete(variants_key(group[0]))
+            count += affected
+        if isinstance(target, ByTag) and not soft:
+            await self.redis.delete(tag_key(target.tag))
+        return count
 
     async def variants(self, url_hash: str) -> list[str]:
         return sorted(_text(v) for v in await self.redis.smembers(variants_key(url_hash)))
@@ -538,10 +642,7 @@ class RedisStore:
         full = entry_key(key)
         if self.hot is not None:
             self.hot.drop(full)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.delete(full)
-            pipe.publish(ENTRY_CHANNEL, full)
-            await pipe.execute()
+        await self._write_and_notify(lambda pipe: pipe.delete(full), ENTRY_CHANNEL, full)
 
     async def put_chunk(self, name: str, index: int, data: bytes, expire: float) -> None:
         await self.redis.set(chunk_key(name, index), data, px=_ms(expire))
@@ -592,10 +693,21 @@ class RedisStore:
         await self._release(keys=[inflight_key(url_hash)], args=[job_id, _ms(linger)])
 
     async def finish_job(self, record: JobRecord, expire: float) -> None:
+        data = record.encode()
+        await self._write_and_notify(
+            lambda pipe: pipe.set(job_key(record.id), data, px=_ms(expire)), DONE_CHANNEL, record.id
+        )
+
+    async def _write_and_notify(self, write: Callable[[Any], object], channel: str, message: str) -> None:
+        """One write, then its notification: in one round trip on a server, one after the other on a cluster (a
+        cluster pipeline carries no ``PUBLISH``; the cluster still delivers it to subscribers on every node)."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(job_key(record.id), record.encode(), px=_ms(expire))
-            pipe.publish(DONE_CHANNEL, record.id)
+            write(pipe)
+            if not self.cluster:
+                pipe.publish(channel, message)
             await pipe.execute()
+        if self.cluster:
+            await self.redis.publish(channel, message)
 
     async def wait_job(self, job_id: str, timeout: float) -> JobRecord | None:
         loop = asyncio.get_running_loop()
@@ -659,19 +771,33 @@ class RedisStore:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             for name, n in counts.items():
-                pipe.incrby(stat_key(name), n)
+                pipe.incrby(self._counter_key(name, self._shard), n)
             await pipe.execute()
 
+    def _counter_key(self, name: Count, shard: int) -> str:
+        return stat_key(name) if self.counter_shards == 1 else f"{stat_key(name)}:{shard}"
+
     async def counters(self) -> dict[str, int]:
-        raw = await self.redis.mget([stat_key(n) for n in COUNTERS])
-        return {n: int(v or 0) for n, v in zip(COUNTERS, raw, strict=True)}
+        # One GET per key, pipelined: an MGET over keys of different slots is refused by a cluster.
+        shards = range(self.counter_shards)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in COUNTERS:
+                for shard in shards:
+                    pipe.get(self._counter_key(name, shard))
+            raw = iter(await pipe.execute())
+        return {n: sum(int(next(raw) or 0) for _ in shards) for n in COUNTERS}
 
     async def usage(self) -> dict[str, int]:
-        info = await self.redis.info("memory")
+        if self.cluster:  # one INFO per primary, summed
+            per_node = await self.redis.info("memory", target_nodes=aioredis.RedisCluster.PRIMARIES)
+            nodes = list(per_node.values())
+            infos = nodes if all(isinstance(i, dict) for i in nodes) else [per_node]  # one primary: its own INFO
+        else:
+            infos = [await self.redis.info("memory")]
         hot = self.hot
         return {
-            "bytes": int(info.get("used_memory", 0)),
-            "max_bytes": int(info.get("maxmemory", 0)),
+            "bytes": sum(int(i.get("used_memory", 0)) for i in infos),
+            "max_bytes": sum(int(i.get("maxmemory", 0)) for i in infos),
             "keys": int(await self.redis.dbsize()),
             **({"hot_bytes": hot.bytes, "hot_hits": hot.hits, "hot_misses": hot.misses} if hot is not None else {}),
         }

@@ -114,7 +114,7 @@ def _purge(settings: Settings, args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> int:
-        store = RedisStore.from_url(settings.redis.url)
+        store = RedisStore.open(settings.redis)
         try:
             return await store.purge(target, soft=args.soft)
         finally:
@@ -150,7 +150,7 @@ def _inspect(settings: Settings, raw_url: str) -> int:
         return 2
 
     async def run() -> dict[str, object]:
-        store = RedisStore.from_url(settings.redis.url)
+        store = RedisStore.open(settings.redis)
         try:
             return await inspection.inspect(store, url, time.time(), settings.cache)
         finally:

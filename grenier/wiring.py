@@ -38,7 +38,7 @@ async def backends(settings: Settings) -> AsyncIterator[tuple[Store, JobQueue]]:
         store = MemoryStore(cache.memory_bytes)
     else:
         hot = HotTier[Any](cache.hot_bytes, cache.hot_entry_bytes, cache.hot_seconds) if cache.hot_bytes else None
-        store = RedisStore.from_url(settings.redis.url, hot)
+        store = RedisStore.open(settings.redis, hot)
     queue = open_queue(settings)
     workers = None
     if settings.embedded:

@@ -1,5 +1,5 @@
-"""The job queues on Dramatiq: :class:`EmbeddedQueue` (in-process) and :class:`RedisQueue`, behind
-:class:`core.queue.JobQueue`, and :func:`open_queue`, the one place the settings choose between them.
+"""The job queues on Dramatiq: :class:`EmbeddedQueue` (in-process), :class:`RedisQueue` and :class:`RabbitQueue`,
+behind :class:`core.queue.JobQueue`, and :func:`open_queue`, the one place the settings choose between them.
 
 Each queue builds its broker explicitly (never Dramatiq's implicit global one) and declares the one ``fetch`` actor
 on it; the actor only turns the message back into a :class:`~core.queue.JobMessage` and hands it to whatever handler
@@ -10,6 +10,10 @@ worker's "acks" set until the actor returns. Every worker heartbeats on each pol
 share of broker calls, ``MAINTENANCE_CHANCE`` per million) moves the unacknowledged messages of any worker silent for
 longer than ``jobs.heartbeat_timeout`` back onto the queue, where a live worker picks them up. With the defaults a
 job whose worker was SIGKILLed runs again about ``heartbeat_timeout`` (10 s) after the kill.
+
+Redelivery after a worker dies (RabbitMQ): the queue is durable and its messages persistent; a worker acknowledges a
+message only once the actor has returned, and RabbitMQ hands every unacknowledged message of a consumer whose
+connection closes (a killed process's sockets close with it) to another consumer at once: no heartbeat delay.
 """
 
 from __future__ import annotations
@@ -18,24 +22,31 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import dramatiq
+import pika.exceptions
 import redis
 from dramatiq import Actor, Broker, Worker
 from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import AsyncIO, Middleware, Retries, ShutdownNotifications
 
+from core.problems import Unavailable
 from core.queue import JobHandler, JobMessage, Workers
-from core.settings import JobsSettings, Settings
+from core.redis_clients import sync_client
+from core.settings import JobsSettings, RedisSettings, Settings
 
 from .wakeup import WakingRedisBroker
 
 log = logging.getLogger(__name__)
 
 ACTOR_NAME = "fetch"
+
+_T = TypeVar("_T")
 
 #: Maintenance on about one broker call in ten: idle workers poll every ``jobs.poll_interval``, so dead workers'
 #: messages are found within a second or so of their heartbeat timing out, at a negligible cost.
@@ -153,9 +164,10 @@ class RedisQueue(DramatiqQueue):
     #: Dramatiq's keys: no TTL, so ``volatile-lru`` evicts cache entries, never queued jobs.
     NAMESPACE = "grenier-jobs"
 
-    def __init__(self, url: str, jobs: JobsSettings) -> None:
+    def __init__(self, url: str, jobs: JobsSettings, client: redis.Redis | None = None) -> None:
+        """On the Redis at ``url``, or through ``client`` (the primary Sentinel names) when given."""
         self.redis_broker = WakingRedisBroker(  # type: ignore[no-untyped-call]
-            url=url,
+            **({"client": client} if client is not None else {"url": url}),
             middleware=_middleware(),
             namespace=self.NAMESPACE,
             heartbeat_timeout=int(jobs.heartbeat_timeout * 1000),
@@ -203,8 +215,53 @@ class Heartbeat(Middleware):
         self._stop.set()
 
 
+class RabbitQueue(DramatiqQueue):
+    """On RabbitMQ: a durable queue, persistent messages, each acknowledged after its job (see the module's
+    docstring for redelivery). Job records, claims and entries stay in the store (Redis)."""
+
+    def __init__(self, url: str, jobs: JobsSettings) -> None:
+        self.rabbit_broker = RabbitmqBroker(url=url, middleware=_middleware())
+        super().__init__(self.rabbit_broker, jobs)
+
+    def _pending(self) -> int:
+        """The queue's depth: the messages ready for a worker (those a worker holds are not pending)."""
+        return self._on_channel(
+            lambda: int(
+                self.rabbit_broker.channel.queue_declare(queue=self.jobs.queue, passive=True).method.message_count
+            )
+        )
+
+    def _ping(self) -> None:
+        self._on_channel(lambda: self.rabbit_broker.declare_queue(self.jobs.queue, ensure=True))
+
+    def _on_channel(self, call: Callable[[], _T]) -> _T:
+        """Run ``call`` on this thread's channel, declaring the queue first; a broken connection is dropped and the
+        call tried once more on a fresh one (an idle connection may have been closed by the server), then the
+        broker is unreachable: 503, like a store that is down."""
+        for attempt in (1, 2):
+            try:
+                self.rabbit_broker.declare_queue(self.jobs.queue, ensure=True)
+                return call()
+            except (pika.exceptions.AMQPError, BrokerConnectionError, OSError) as exc:
+                del self.rabbit_broker.connection
+                if attempt == 2:
+                    raise Unavailable(f"the job broker is unreachable ({type(exc).__name__}); retry shortly") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
 def open_queue(settings: Settings) -> DramatiqQueue:
-    """The queue the settings name: in-process when embedded, else on Redis."""
+    """The queue the settings name: in-process when embedded, else on RabbitMQ or Redis (``jobs.broker``)."""
+    jobs = settings.jobs
     if settings.embedded:
-        return EmbeddedQueue(settings.jobs)
-    return RedisQueue(settings.redis.url, settings.jobs)
+        return EmbeddedQueue(jobs)
+    if jobs.broker == "rabbitmq":
+        return RabbitQueue(jobs.broker_url, jobs)
+    if jobs.broker_url:
+        return RedisQueue(jobs.broker_url, jobs)
+    return _redis_queue(settings.redis, jobs)
+
+
+def _redis_queue(redis_settings: RedisSettings, jobs: JobsSettings) -> RedisQueue:
+    if redis_settings.sentinels:
+        return RedisQueue("", jobs, sync_client(redis_settings, socket_timeout=5.0, socket_connect_timeout=5.0))
+    return RedisQueue(redis_settings.url, jobs)

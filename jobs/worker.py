@@ -18,7 +18,7 @@ from functools import partial
 from dramatiq.asyncio import get_event_loop_thread
 
 from core.eventloop import loop_name, use_uvloop
-from core.logs import redact, setup_logging
+from core.logs import backends, setup_logging
 from core.settings import Settings
 from core.store import RedisStore
 from core.supervision import Supervisor
@@ -34,7 +34,7 @@ def worker_process(settings: Settings, index: int) -> None:
     setup_logging(settings.log.level)
     use_uvloop()  # before the AsyncIO middleware makes the jobs' event loop
     queue = open_queue(settings)
-    runtime = JobRuntime(settings, lambda: RedisStore.from_url(settings.redis.url))
+    runtime = JobRuntime(settings, lambda: RedisStore.open(settings.redis))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -54,12 +54,12 @@ def run(settings: Settings, processes: int | None = None, threads: int | None = 
     if threads is not None:
         settings = replace(settings, jobs=replace(settings.jobs, threads=threads))
     if settings.embedded:
-        log.error("grenier worker needs redis.url: in embedded mode `grenier serve` runs its own workers")
+        log.error(
+            "grenier worker needs redis.url (or redis.sentinels): in embedded mode `grenier serve` runs its own workers"
+        )
         return 2
     count = processes or settings.jobs.processes
-    log.info(
-        "grenier worker: %d processes x %d threads on %s", count, settings.jobs.threads, redact(settings.redis.url)
-    )
+    log.info("grenier worker: %d processes x %d threads on %s", count, settings.jobs.threads, backends(settings))
     # A stopping worker finishes the jobs it holds: give it their time limit, and a little to close.
     drain = settings.jobs.time_limit + 5
     return Supervisor("worker", partial(worker_process, settings), count, drain).run()

@@ -16,7 +16,7 @@ from contextlib import AbstractAsyncContextManager
 from aiohttp import web
 
 from core.eventloop import loop_name
-from core.logs import redact
+from core.logs import backends
 from core.queue import JobQueue
 from core.settings import Settings
 from core.store import Store
@@ -111,7 +111,7 @@ async def serve(app: web.Application, settings: Settings, *, reuse_port: bool) -
     try:
         site = web.TCPSite(runner, server.host, server.port, reuse_port=reuse_port)
         await site.start()
-        mode = "embedded (in-process store and workers)" if settings.embedded else f"redis {redact(settings.redis.url)}"
+        mode = backends(settings)
         role = f"reverse proxy for {settings.upstream.origin}" if settings.upstream.origin else "forward proxy"
         log.info(
             "grenier serving on http://%s:%d · mode: %s · %s · loop: %s · pid %d",

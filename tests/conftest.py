@@ -8,10 +8,13 @@ tests) take databases 1..15 in turn, each emptied before use, so no test sees an
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.support.cluster import RedisCluster
+from tests.support.rabbitmq import RabbitServer
 from tests.support.redis import RedisServer, fresh_database
 
 _databases = itertools.cycle(range(1, 16))
@@ -50,3 +53,37 @@ def second_module_redis(redis_server: str) -> str:
 def fresh_redis(redis_server: str) -> Callable[[], str]:
     """Make a Redis URL on an emptied database of the session's server, for this test's processes alone."""
     return lambda: fresh_database(redis_server, next(_databases))
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """AMQP URL of a real rabbitmq-server started for this test session, only when a test asks for it (it takes
+    seconds to start); each test isolates itself by a queue name of its own (``fresh_queue``)."""
+    server = RabbitServer(tmp_path_factory.mktemp("rabbitmq"))
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fresh_queue() -> str:
+    """A job queue name no other test uses (queues on the session's RabbitMQ outlive a test)."""
+    return f"grenier-fetch-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A real 3-primary Redis Cluster started for this test session, only when a test asks for it."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: RedisCluster) -> str:
+    """A seed node's URL of the session's cluster, every node emptied first (a cluster has one database)."""
+    redis_cluster.flush()
+    return redis_cluster.url

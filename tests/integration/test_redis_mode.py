@@ -66,8 +66,8 @@ def stack(module_launcher: Launcher, module_redis: str) -> Iterator[Stack]:
 
 
 def entry_key(url: str) -> str:
-    """The documented key scheme: ``grenier:entry:<sha256 of the canonical URL>``."""
-    return "grenier:entry:" + hashlib.sha256(url.encode()).hexdigest()
+    """The documented key scheme: ``grenier:entry:{<sha256 of the canonical URL>}`` (a Redis Cluster hash tag)."""
+    return "grenier:entry:{" + hashlib.sha256(url.encode()).hexdigest() + "}"
 
 
 def job_id_of(location: str) -> str:

@@ -51,7 +51,8 @@ async def test_any_path_maps_onto_the_origin(pair: Pair, origin: Origin, http: a
     # A different query is a different resource.
     other = await get(http, pair.reverse.url + "/any/path?q=2")
     assert other.status == 202
-    assert origin.hits("/any/path") == 1
+    # q=1 was fetched once (its job may fetch q=2 by now: that is the other resource's own fetch).
+    assert [s.query for s in origin.seen("/any/path")].count("q=1") == 1
 
 
 async def test_root_is_proxied_not_the_form(pair: Pair, origin: Origin, http: aiohttp.ClientSession) -> None:

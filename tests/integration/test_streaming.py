@@ -88,7 +88,7 @@ async def test_ranges_are_cut_from_the_stored_chunks(
 
 
 def entry_of(store: redis.Redis, target: str) -> StoredResponse:
-    value = store.get("grenier:entry:" + hashlib.sha256(target.encode()).hexdigest())
+    value = store.get("grenier:entry:{" + hashlib.sha256(target.encode()).hexdigest() + "}")
     assert isinstance(value, bytes)
     entry = decode_cached(value)
     assert isinstance(entry, StoredResponse)

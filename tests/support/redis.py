@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -21,19 +22,21 @@ class RedisServer:
     """``redis-server`` on 127.0.0.1 and a free port, without persistence, logging to ``<tmp>/redis.log``; ready
     (answering PING) when the constructor returns. Stopped by its own PID."""
 
-    def __init__(self, tmp: Path, timeout: float = 10.0) -> None:
+    def __init__(self, tmp: Path, timeout: float = 10.0, args: Sequence[str] = (), name: str = "redis") -> None:
+        """``args``: further options (``--replicaof``...); ``name``: of its log file, when several share ``tmp``."""
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed: `apt-get install redis-server` (make test does this as root)")
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.log_path = tmp / "redis.log"
+        self.log_path = tmp / f"{name}.log"
         self.proc = subprocess.Popen(
             [
                 binary,
                 *("--port", str(self.port), "--bind", "127.0.0.1"),
                 *("--save", "", "--appendonly", "no"),
-                *("--dir", str(tmp), "--logfile", str(self.log_path)),
+                *("--dir", str(tmp), "--logfile", str(self.log_path), "--dbfilename", f"{name}.rdb"),
+                *args,
             ],
             cwd=tmp,
             stdout=subprocess.DEVNULL,

@@ -53,6 +53,9 @@ DEFAULTS = {
     "server.miss_rate": 50.0,
     "server.miss_burst": 100,
     "redis.url": "",
+    "redis.sentinels": (),
+    "redis.sentinel_service": "",
+    "redis.cluster": False,
     "cache.default_ttl": 30,
     "cache.max_ttl": 86400,
     "cache.stale_keep": 86400,
@@ -111,6 +114,8 @@ DEFAULTS = {
     "jobs.queue": "grenier-fetch",
     "jobs.max_pending": 1000,
     "jobs.max_deliveries": 3,
+    "jobs.broker": "redis",
+    "jobs.broker_url": "",
     "security.allow_networks": (),
     "security.allow_hosts": (),
     "security.deny_hosts": (),
@@ -232,6 +237,9 @@ ENV_CASES: list[tuple[str, str, Any]] = [
     ("server.miss_rate", "0", 0.0),
     ("server.miss_burst", "10", 10),
     ("redis.url", "redis://127.0.0.1:6390/2", "redis://127.0.0.1:6390/2"),
+    ("redis.sentinels", "10.0.0.1:26379, sentinel-b:26380", ("10.0.0.1:26379", "sentinel-b:26380")),
+    ("redis.sentinel_service", "cache", "cache"),
+    ("redis.cluster", "true", True),
     ("cache.default_ttl", "60", 60),
     ("cache.max_ttl", "600", 600),
     ("cache.stale_keep", "15", 15),
@@ -279,6 +287,8 @@ ENV_CASES: list[tuple[str, str, Any]] = [
     ("jobs.queue", "other-queue", "other-queue"),
     ("jobs.max_pending", "50", 50),
     ("jobs.max_deliveries", "1", 1),
+    ("jobs.broker", "rabbitmq", "rabbitmq"),
+    ("jobs.broker_url", "amqp://u:p@mq:5672/%2F", "amqp://u:p@mq:5672/%2F"),
     ("security.allow_networks", "127.0.0.0/8", ("127.0.0.0/8",)),
     ("security.allow_hosts", ".example.com,api.test", (".example.com", "api.test")),
     ("security.deny_hosts", "evil.test", ("evil.test",)),
@@ -286,6 +296,27 @@ ENV_CASES: list[tuple[str, str, Any]] = [
     ("admin.token", "s3cret", "s3cret"),
     ("log.level", "warning", "warning"),
 ]
+
+
+#: The other settings a key only makes sense with (the comparison is against them alone).
+CONTEXT: dict[str, dict[str, str]] = {
+    "redis.sentinels": {"GRENIER_REDIS_SENTINEL_SERVICE": "cache"},
+    "redis.cluster": {"GRENIER_REDIS_URL": "redis://127.0.0.1:7000", "GRENIER_JOBS_BROKER_URL": "redis://q:6379/0"},
+    "jobs.broker": {"GRENIER_REDIS_URL": "redis://127.0.0.1:6379/0", "GRENIER_JOBS_BROKER_URL": "amqp://mq/%2F"},
+    "jobs.broker_url": {"GRENIER_REDIS_URL": "redis://127.0.0.1:6379/0", "GRENIER_JOBS_BROKER": "rabbitmq"},
+}
+
+
+def _flat(s: Settings) -> dict[str, Any]:
+    return {
+        f"{sec.name}.{f.name}": getattr(getattr(s, sec.name), f.name)
+        for sec in dataclasses.fields(s)
+        for f in dataclasses.fields(getattr(s, sec.name))
+    }
+
+
+def _key_of(env_name: str) -> str:
+    return next(k for k in DEFAULTS if _env_name(k) == env_name)
 
 
 def _env_name(key: str) -> str:
@@ -296,13 +327,13 @@ def _env_name(key: str) -> str:
 @pytest.mark.parametrize(("key", "raw", "expected"), ENV_CASES, ids=[c[0] for c in ENV_CASES])
 def test_every_key_is_overridable_from_env(key: str, raw: str, expected: Any) -> None:
     section, name = key.split(".")
-    s = build({}, {_env_name(key): raw})
+    context = CONTEXT.get(key, {})
+    s = build({}, {**context, _env_name(key): raw})
     value = getattr(getattr(s, section), name)
     assert value == expected
     assert type(value) is type(expected)
-    defaults = Settings()
-    changed = dataclasses.replace(getattr(defaults, section), **{name: expected})
-    assert s == dataclasses.replace(defaults, **{section: changed})  # nothing else moved
+    moved = {k for k, v in _flat(s).items() if v != DEFAULTS[k]}
+    assert moved <= {key, *(_key_of(env) for env in context)}  # nothing else moved
 
 
 def test_grenier_config_is_a_known_env_name_and_other_env_is_ignored() -> None:
@@ -381,6 +412,38 @@ BAD_DATA: list[tuple[str, dict[str, Any], dict[str, str], str]] = [
     ("heartbeat-zero", {"jobs": {"heartbeat_timeout": 0}}, {}, "jobs.heartbeat_timeout"),
     ("poll-interval-zero", {"jobs": {"poll_interval": 0}}, {}, "jobs.poll_interval"),
     ("queue-empty", {"jobs": {"queue": ""}}, {}, "jobs.queue"),
+    ("sentinel-no-port", {"redis": {"sentinels": ["s1"], "sentinel_service": "c"}}, {}, "redis.sentinels[0]"),
+    (
+        "sentinel-bad-port",
+        {"redis": {"sentinels": ["s1:1", "s2:x"], "sentinel_service": "c"}},
+        {},
+        "redis.sentinels[1]",
+    ),
+    ("sentinel-no-service", {"redis": {"sentinels": ["s1:26379"]}}, {}, "redis.sentinel_service"),
+    ("rabbitmq-embedded", {"jobs": {"broker": "rabbitmq", "broker_url": "amqp://mq/"}}, {}, "jobs.broker"),
+    ("rabbitmq-no-url", {"redis": {"url": "redis://r/0"}, "jobs": {"broker": "rabbitmq"}}, {}, "jobs.broker_url"),
+    (
+        "rabbitmq-redis-url",
+        {"redis": {"url": "redis://r/0"}, "jobs": {"broker": "rabbitmq", "broker_url": "redis://r/1"}},
+        {},
+        "jobs.broker_url",
+    ),
+    (
+        "redis-broker-amqp-url",
+        {"redis": {"url": "redis://r/0"}, "jobs": {"broker_url": "amqp://mq/"}},
+        {},
+        "jobs.broker_url",
+    ),
+    ("broker-url-embedded", {"jobs": {"broker_url": "redis://r/1"}}, {}, "jobs.broker_url"),
+    ("cluster-no-url", {"redis": {"cluster": True}}, {}, "redis.cluster"),
+    ("cluster-redis-broker", {"redis": {"cluster": True, "url": "redis://c:7000"}}, {}, "redis.cluster"),
+    (
+        "cluster-and-sentinels",
+        {"redis": {"cluster": True, "url": "redis://c:7000", "sentinels": ["s:1"], "sentinel_service": "c"}},
+        {},
+        "redis.cluster",
+    ),
+    ("broker-unknown", {"redis": {"url": "redis://r/0"}, "jobs": {"broker": "kafka"}}, {}, "jobs.broker"),
     ("bool-env-garbage", {}, {"GRENIER_CACHE_SHARE_SET_COOKIE": "maybe"}, "cache.share_set_cookie"),
     ("bool-toml-string", {"cache": {"share_set_cookie": "true"}}, {}, "cache.share_set_cookie"),
     ("bool-toml-int", {"cache": {"share_set_cookie": 1}}, {}, "cache.share_set_cookie"),
@@ -501,3 +564,9 @@ def test_cli_worker_rejects_zero_processes(tmp_path: Path) -> None:
     done = _run_cli(["worker", "--config", str(path), "--processes", "0"], cwd=tmp_path)
     assert done.returncode == 2
     assert "--processes" in done.stderr
+
+
+def test_sentinels_alone_are_not_embedded() -> None:
+    """``redis.url`` may be empty with sentinels: the primary's address is theirs to give."""
+    s = build({"redis": {"sentinels": ["127.0.0.1:26379"], "sentinel_service": "cache"}}, {})
+    assert not s.embedded

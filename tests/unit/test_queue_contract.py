@@ -1,4 +1,5 @@
-"""One contract for every job queue (core/queue.py): the embedded queue, and the Redis queue on a real redis-server.
+"""One contract for every job queue (core/queue.py): the embedded queue, the Redis queue on a real redis-server and
+the RabbitMQ queue on a real rabbitmq-server.
 
 Each test sends real messages through a real Dramatiq broker and, where it says so, consumes them with real worker
 threads; waits are bounded polls that fail naming what never happened.
@@ -10,13 +11,15 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import pytest
 import redis
 
+from core.problems import Unavailable
 from core.queue import JobMessage, JobQueue
 from core.settings import JobsSettings
-from jobs.queues import EmbeddedQueue, RedisQueue
+from jobs.queues import EmbeddedQueue, RabbitQueue, RedisQueue
 from tests.support.ports import free_port
 
 JOBS = JobsSettings(poll_interval=0.05, heartbeat_timeout=5.0)
@@ -31,12 +34,15 @@ def eventually(check: Callable[[], bool], what: str) -> None:
         time.sleep(0.02)
 
 
-@pytest.fixture(params=["embedded", "redis"])
+@pytest.fixture(params=["embedded", "redis", "rabbitmq"])
 def queue(request: pytest.FixtureRequest) -> Iterator[JobQueue]:
     if request.param == "embedded":
         q: JobQueue = EmbeddedQueue(JOBS)
-    else:
+    elif request.param == "redis":
         q = RedisQueue(request.getfixturevalue("redis_url"), JOBS)
+    else:
+        jobs = replace(JOBS, queue=request.getfixturevalue("fresh_queue"))
+        q = RabbitQueue(request.getfixturevalue("rabbitmq_server"), jobs)
     try:
         yield q
     finally:
@@ -120,5 +126,16 @@ def test_redis_queue_unreachable_is_an_error_not_a_hang() -> None:
     try:
         with pytest.raises(redis.ConnectionError):
             asyncio.run(queue.ping())
+    finally:
+        asyncio.run(queue.close())
+
+
+def test_rabbit_queue_unreachable_is_a_503_not_a_hang() -> None:
+    queue = RabbitQueue(f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F", JOBS)
+    try:
+        with pytest.raises(Unavailable, match="job broker is unreachable"):
+            asyncio.run(queue.ping())
+        with pytest.raises(Unavailable):
+            asyncio.run(queue.pending())
     finally:
         asyncio.run(queue.close())

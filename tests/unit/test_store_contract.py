@@ -1,4 +1,5 @@
-"""One contract for every store (core/store.py): MemoryStore, RedisStore on fakeredis, RedisStore on redis-server.
+"""One contract for every store (core/store.py): MemoryStore, RedisStore on fakeredis, RedisStore on redis-server, and
+RedisStore on a real 3-primary Redis Cluster (``redis.cluster``), where any command spanning two slots would fail.
 
 Expiries here are short (0.2 s). ``pass_time`` moves past them: the memory store's injected clock is advanced, the
 Redis backends (whose expiry is the server's) are slept past. That checks that things expire, it does not time them.
@@ -19,6 +20,7 @@ from core.invalidation import ByPrefix, ByTag, ByUrl, Everything
 from core.memory_store import MemoryStore
 from core.outcome import Failed, Fetched
 from core.records import JobRecord, StoredResponse, VaryIndex
+from core.settings import RedisSettings
 from core.store import COUNTERS, DONE_CHANNEL, RedisStore, Store, entry_key, job_key, tag_key, urls_key, variants_key
 from core.targets import cache_key
 
@@ -50,6 +52,8 @@ async def _open(request: pytest.FixtureRequest, backend: str, clock: ManualClock
         return MemoryStore(MEMORY_BYTES, clock=clock or ManualClock())
     if backend == "fakeredis":
         return RedisStore(fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()))
+    if backend == "cluster":
+        return RedisStore.open(RedisSettings(url=request.getfixturevalue("cluster_url"), cluster=True))
     assert backend == "redis"
     url: str = request.getfixturevalue("redis_url")
     return RedisStore.from_url(url)
@@ -76,7 +80,7 @@ async def _close(s: Store) -> None:
         )
 
 
-@pytest.fixture(params=["memory", "fakeredis", "redis"])
+@pytest.fixture(params=["memory", "fakeredis", "redis", "cluster"])
 def backend(request: pytest.FixtureRequest) -> str:
     name: str = request.param
     return name
@@ -109,7 +113,7 @@ async def store(request: pytest.FixtureRequest, backend: str, clock: ManualClock
         await _close(s)
 
 
-@pytest.fixture(params=["fakeredis", "redis"])
+@pytest.fixture(params=["fakeredis", "redis", "cluster"])
 async def redis_store(request: pytest.FixtureRequest) -> AsyncIterator[RedisStore]:
     s = await _open(request, request.param)
     assert isinstance(s, RedisStore)
