@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import NoReturn
 
 from core.logs import setup_logging
-from core.settings import ConfigError, Settings, load
+from core.settings import ConfigError, Settings, env_warnings, load
+
+log = logging.getLogger("grenier")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -163,7 +167,9 @@ def _inspect(settings: Settings, raw_url: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = _settings(args)
-    setup_logging(settings.log.level)
+    setup_logging(settings.log.level, settings.log.format)
+    for line in env_warnings(os.environ):
+        log.warning("%s", line)
     if args.command == "serve":
         return _serve(settings)
     if args.command == "purge":

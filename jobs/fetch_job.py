@@ -75,8 +75,9 @@ async def run(env: JobEnv, message: JobMessage) -> JobRecord | None:
         return await _finish(env, record, Failed("crashed", detail), flight)
     record = record.running(time.time())
     await store.put_job(record, env.settings.jobs.result_ttl)
+    started, tally = time.monotonic(), Tally()
     try:
-        outcome = await _fetch_and_store(env, url, message.headers)
+        outcome = await _fetch_and_store(env, url, message.headers, tally)
     except Exception as exc:
         # Never leave a job "running" for its pollers: record the failure (if the store answers), then let the
         # broker's retry policy see the error.
@@ -85,7 +86,56 @@ async def run(env: JobEnv, message: JobMessage) -> JobRecord | None:
             failed = Failed("internal", f"the fetch job failed unexpectedly ({type(exc).__name__})")
             await _finish(env, record, failed, flight)
         raise
-    return await _finish(env, record, outcome, flight)
+    done = await _finish(env, record, outcome, flight)
+    log_job(job_id, url, outcome, tally.bytes, time.monotonic() - started)
+    return done
+
+
+@dataclass
+class Tally:
+    """What a job's fetch received, for its log line."""
+
+    bytes: int = 0
+
+
+def describe(outcome: Outcome) -> tuple[str, str | None]:
+    """A job's outcome in one word for its log line (``stored``, ``revalidated``, ``not-stored``, ``stale-if-error``,
+    ``failed``), and the reason when it has one."""
+    if isinstance(outcome, Failed):
+        return "failed", outcome.kind
+    if outcome.detail == STALE_IF_ERROR:
+        return "stale-if-error", outcome.error
+    if outcome.detail == REVALIDATED:
+        return "revalidated", outcome.not_stored
+    return ("stored", None) if outcome.stored else ("not-stored", outcome.not_stored)
+
+
+def log_job(job_id: str, url: str, outcome: Outcome, received: int, seconds: float) -> None:
+    """The one line a finished job leaves: what it fetched, how it ended, the upstream's status, the body bytes
+    received and how long it took (also as structured fields for ``log.format = "json"``)."""
+    word, reason = describe(outcome)
+    status = outcome.fwd_status if isinstance(outcome, Fetched) else None
+    log.info(
+        "job %s %s%s: %s status=%s bytes=%d duration=%.3f",
+        job_id,
+        word,
+        f" ({reason})" if reason else "",
+        url,
+        status if status is not None else "-",
+        received,
+        seconds,
+        extra={
+            "fields": {
+                "job": job_id,
+                "url": url,
+                "outcome": word,
+                "reason": reason,
+                "upstream_status": status,
+                "bytes": received,
+                "duration": round(seconds, 3),
+            }
+        },
+    )
 
 
 async def _finish(env: JobEnv, record: JobRecord, outcome: Outcome, flight: str) -> JobRecord:
@@ -112,7 +162,7 @@ def _counts(outcome: Outcome) -> dict[Count, int]:
     return {Count.JOBS_DONE: 1, Count.STORED if outcome.stored else Count.NOT_STORED: 1}
 
 
-async def _fetch_and_store(env: JobEnv, url: str, headers: Headers) -> Outcome:
+async def _fetch_and_store(env: JobEnv, url: str, headers: Headers, tally: Tally) -> Outcome:
     """Fetch, decide on the status and fields as soon as they arrive, and stream the body where the decision says;
     a failure at any point (before the response, or while its body streams) ends in the failure half of
     :func:`core.policy.after_fetch` (stand the stale response in, or fail)."""
@@ -127,7 +177,10 @@ async def _fetch_and_store(env: JobEnv, url: str, headers: Headers) -> Outcome:
             decision = policy.after_fetch(
                 headers, stored.times if stored else None, received, time.time(), env.settings.cache
             )
-            return await _carry_out(env, url, headers, found, got, decision=decision)
+            try:
+                return await _carry_out(env, url, headers, found, got, decision=decision)
+            finally:
+                tally.bytes = got.received_bytes
     except TargetRefused as exc:
         log.info("job: %s refused: %s", url, exc.detail)
         return Failed("refused", exc.detail)

@@ -31,7 +31,7 @@ log = logging.getLogger("grenier.worker")
 
 def worker_process(settings: Settings, index: int) -> None:
     """One worker process: its own broker connection, event loop thread and worker threads."""
-    setup_logging(settings.log.level)
+    setup_logging(settings.log.level, settings.log.format)
     use_uvloop()  # before the AsyncIO middleware makes the jobs' event loop
     queue = open_queue(settings)
     runtime = JobRuntime(settings, lambda: RedisStore.from_url(settings.redis.url))

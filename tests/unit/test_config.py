@@ -51,6 +51,8 @@ DEFAULTS = {
     "server.body_timeout": 10.0,
     "server.miss_rate": 50.0,
     "server.miss_burst": 100,
+    "server.trusted_proxies": (),
+    "server.client_address_field": "x-forwarded-for",
     "redis.url": "",
     "cache.default_ttl": 30,
     "cache.max_ttl": 86400,
@@ -103,6 +105,8 @@ DEFAULTS = {
     "security.allow_ports": (80, 443, 8080, 8443),
     "admin.token": "",
     "log.level": "info",
+    "log.format": "combined",
+    "log.access": True,
 }
 
 
@@ -268,6 +272,10 @@ ENV_CASES: list[tuple[str, str, Any]] = [
     ("security.allow_ports", "80, 8000", (80, 8000)),
     ("admin.token", "s3cret", "s3cret"),
     ("log.level", "warning", "warning"),
+    ("log.format", "json", "json"),
+    ("log.access", "false", False),
+    ("server.trusted_proxies", "10.0.0.0/8, 192.0.2.1", ("10.0.0.0/8", "192.0.2.1")),
+    ("server.client_address_field", "forwarded", "forwarded"),
 ]
 
 
@@ -318,7 +326,10 @@ BAD_DATA: list[tuple[str, dict[str, Any], dict[str, str], str]] = [
     ("section-not-a-table", {"cache": 5}, {}, "cache"),
     ("unknown-key", {"cache": {"max_tll": 5}}, {}, "cache.max_tll"),
     ("unknown-env", {}, {"GRENIER_CACHE_MAX_TLL": "5"}, "GRENIER_CACHE_MAX_TLL"),
-    ("unknown-env-section", {}, {"GRENIER_NOPE_PORT": "5"}, "GRENIER_NOPE_PORT"),
+    ("unknown-env-key-names-section", {}, {"GRENIER_SERVER_PROT": "5"}, "[server]"),
+    ("trusted-proxies-not-cidr", {}, {"GRENIER_SERVER_TRUSTED_PROXIES": "10.0.0.0/33"}, "server.trusted_proxies[0]"),
+    ("client-field-literal", {}, {"GRENIER_SERVER_CLIENT_ADDRESS_FIELD": "x-real-ip"}, "server.client_address_field"),
+    ("log-format-literal", {}, {"GRENIER_LOG_FORMAT": "logfmt"}, "log.format"),
     ("toml-str-for-int", {"server": {"port": "8080"}}, {}, "server.port"),
     ("toml-bool-for-int", {"jobs": {"threads": True}}, {}, "jobs.threads"),
     ("toml-float-for-int", {"cache": {"max_ttl": 1.5}}, {}, "cache.max_ttl"),
