@@ -316,6 +316,13 @@ class JobsSettings:
             " being redelivered for ever."
         ),
     )
+    alive_file: str = field(
+        default="/tmp/grenier-worker.alive",
+        metadata=_doc(
+            "File every `grenier worker` process touches each second; `grenier worker --check` (the container's"
+            " health check) fails when it is older than 10 s or the broker does not answer."
+        ),
+    )
 
     @property
     def claim_ttl(self) -> float:

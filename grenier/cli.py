@@ -42,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--config", help="path to config.toml (default: $GRENIER_CONFIG or ./config.toml)")
     worker.add_argument("--processes", type=int, help="worker processes to keep alive (overrides jobs.processes)")
     worker.add_argument("--threads", type=int, help="threads per worker process (overrides jobs.threads)")
+    worker.add_argument(
+        "--check",
+        action="store_true",
+        help="health check: exit 0 if a worker process is alive (jobs.alive_file is fresh) and the broker answers",
+    )
     return p
 
 
@@ -176,8 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _purge(settings, args)
     if args.command == "inspect":
         return _inspect(settings, args.url)
-    from jobs.worker import run
+    from jobs.worker import check, run
 
+    if args.check:
+        return check(settings)
     return run(settings, processes=args.processes, threads=args.threads)
 
 

@@ -11,10 +11,13 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 import threading
+import time
 from dataclasses import replace
 from functools import partial
 
+import redis
 from dramatiq.asyncio import get_event_loop_thread
 
 from core.eventloop import loop_name, use_uvloop
@@ -27,6 +30,53 @@ from .queues import open_queue
 from .runtime import JobRuntime
 
 log = logging.getLogger("grenier.worker")
+
+#: ``grenier worker --check`` fails when ``jobs.alive_file`` was last touched longer ago than this.
+ALIVE_STALE_SECONDS = 10.0
+#: ... or when the broker does not answer a PING within this.
+CHECK_TIMEOUT = 2.0
+
+
+def touch(path: str) -> None:
+    """Mark this worker alive (``jobs.alive_file``); a failure is logged, never fatal."""
+    if not path:
+        return
+    try:
+        with open(path, "a"):
+            os.utime(path)
+    except OSError as exc:
+        log.warning("cannot touch jobs.alive_file %s: %s", path, exc)
+
+
+def check(settings: Settings, now: float | None = None) -> int:
+    """``grenier worker --check``: 0 when a worker process touched ``jobs.alive_file`` within
+    ``ALIVE_STALE_SECONDS`` and the broker answers; else 1, with the reason on stderr. For a container health check,
+    which cannot probe a worker over HTTP: it opens no port."""
+    now = time.time() if now is None else now
+    if settings.embedded:
+        print("grenier worker --check: no redis.url: embedded mode has no worker processes", file=sys.stderr)
+        return 1
+    path = settings.jobs.alive_file
+    try:
+        age = now - os.stat(path).st_mtime
+    except OSError as exc:
+        print(f"grenier worker --check: no worker alive: {path}: {exc.strerror}", file=sys.stderr)
+        return 1
+    if age > ALIVE_STALE_SECONDS:
+        print(f"grenier worker --check: no worker alive: {path} is {age:.0f} s old", file=sys.stderr)
+        return 1
+    client = redis.Redis.from_url(
+        settings.redis.url, socket_timeout=CHECK_TIMEOUT, socket_connect_timeout=CHECK_TIMEOUT
+    )
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        print(f"grenier worker --check: broker {redact(settings.redis.url)} does not answer: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    print(f"grenier worker --check: ok (alive {age:.1f} s ago, broker answers)")
+    return 0
 
 
 def worker_process(settings: Settings, index: int) -> None:
@@ -43,9 +93,11 @@ def worker_process(settings: Settings, index: int) -> None:
     loop = loop_name(thread.loop) if thread is not None else "none"
     log.info("worker process %d (pid %d) consuming %r · loop: %s", index, os.getpid(), settings.jobs.queue, loop)
     parent = os.getppid()
+    touch(settings.jobs.alive_file)
     while not stop.wait(1.0):
         if os.getppid() != parent:  # the supervisor is gone: do not linger as an orphan
             break
+        touch(settings.jobs.alive_file)
     workers.stop(settings.jobs.time_limit)
     asyncio.run(queue.close())
 

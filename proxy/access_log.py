@@ -6,7 +6,9 @@ it) followed by grenier's own fields::
     203.0.113.7 - - [30/Nov/2026:23:50:01 +0000] "GET /fetch?url=http://a.example/ HTTP/1.1" 200 512 "-" "curl/8"
         cache=uri-miss upstream=200 duration=0.0123 job=6f1c...
 
-(one line); ``"json"`` writes the same as one JSON object. ``cache`` is what the cache did, read from the response's
+(one line); ``"json"`` writes the same as one JSON object. The bytes are those written on the connection for the
+response, its head included (nginx's ``$bytes_sent``: aiohttp counts them anyway, so they cost nothing). ``cache``
+is what the cache did, read from the response's
 own ``Cache-Status`` (``hit``, ``stale``, or the ``fwd`` reason: ``uri-miss``, ``stale``, ``bypass``...),
 ``upstream`` the status the origin answered (``fwd-status``), ``job`` the fetch job the request started, joined or
 polled. The client is the address after ``server.trusted_proxies`` (:mod:`proxy.client_address`). Credentials in the
