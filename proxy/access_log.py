@@ -8,11 +8,11 @@ it) followed by grenier's own fields::
 
 (one line); ``"json"`` writes the same as one JSON object. The bytes are those written on the connection for the
 response, its head included (nginx's ``$bytes_sent``: aiohttp counts them anyway, so they cost nothing). ``cache``
-is what the cache did, read from the response's
-own ``Cache-Status`` (``hit``, ``stale``, or the ``fwd`` reason: ``uri-miss``, ``stale``, ``bypass``...),
-``upstream`` the status the origin answered (``fwd-status``), ``job`` the fetch job the request started, joined or
-polled. The client is the address after ``server.trusted_proxies`` (:mod:`proxy.client_address`). Credentials in the
-request target or the Referer (``user:password@``, raw or percent-encoded) are masked.
+is what the cache did, read from the response's own ``Cache-Status`` (``hit``, ``stale-hit`` when served stale, or
+the ``fwd`` reason: ``uri-miss``, ``stale``, ``bypass``...), ``upstream`` the status the origin answered
+(``fwd-status``), ``job`` the fetch job the request started, joined or polled. The client is the address after
+``server.trusted_proxies`` (:mod:`proxy.client_address`). Credentials in the request target or the Referer
+(``user:password@``, raw or percent-encoded) are masked.
 
 With ``log.access = false`` aiohttp is given no access logger at all, so a request costs nothing here; with it on, a
 line is one string built per request, its timestamp formatted once per second.
@@ -51,7 +51,7 @@ def cache_fields(cache_status: str | None, name: str) -> tuple[str, str]:
     params = dict(p.strip().partition("=")[::2] for p in member.split(";")[1:])
     upstream = params.get("fwd-status") or "-"
     if "hit" in params:
-        return ("stale" if params.get("ttl", "0").startswith("-") else "hit"), upstream
+        return ("stale-hit" if params.get("ttl", "0").startswith("-") else "hit"), upstream
     return (params.get("fwd", "").strip('"') or "-"), upstream
 
 
