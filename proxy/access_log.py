@@ -35,7 +35,7 @@ from core.settings import Settings
 from .client_address import ProxyTrust
 
 #: Where a request that starts or joins a fetch job keeps its id, for its line.
-JOB_ID_KEY = "grenier.job_id"
+JOB_ID_KEY = web.RequestKey("grenier_job_id", str)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -28,8 +28,8 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Field = Literal["x-forwarded-for", "forwarded"]
 
-#: Where a request keeps its client address once it is known.
-_CLIENT = "grenier.client_address"
+#: Where a request keeps its client address once it is known (a list: empty until then, as None is an answer).
+_CLIENT: web.RequestKey[list[Address | None]] = web.RequestKey("grenier_client_address", list)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -114,13 +114,13 @@ class ProxyTrust:
 
     def client(self, request: web.BaseRequest) -> Address | None:
         """The request's client address, worked out once per request (access rules, miss rate and log share it)."""
-        known = request.get(_CLIENT, request)
-        if known is not request:
-            return known  # type: ignore[no-any-return]
+        known: list[Address | None] | None = request.get(_CLIENT)
+        if known:
+            return known[0]
         peer = peer_address(request)
         if not self.networks or peer is None:
             addr = peer
         else:
             addr = client_address(peer, hops(self.field, request.headers.getall(self.field, ())), self.networks)
-        request[_CLIENT] = addr
+        request[_CLIENT] = [addr]
         return addr
