@@ -20,6 +20,7 @@ line is one string built per request, its timestamp formatted once per second.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from time import gmtime, strftime
@@ -32,7 +33,7 @@ from aiohttp.abc import AbstractAccessLogger
 from core.logs import ACCESS_LOGGER, scrub
 from core.settings import Settings
 
-from .client_address import ProxyTrust
+from .client_address import Address, ProxyTrust, parse_address
 
 #: Where a request that starts or joins a fetch job keeps its id, for its line.
 JOB_ID_KEY = web.RequestKey("grenier_job_id", str)
@@ -77,6 +78,61 @@ class _Clock:
         return cls.text
 
 
+def emit(
+    logger: logging.Logger,
+    as_json: bool,
+    *,
+    client: Address | None,
+    method: str,
+    target: str,
+    version: str,
+    status: int,
+    sent: int,
+    seconds: float,
+    referer: str | None,
+    agent: str | None,
+    cache: str,
+    upstream: str,
+    job: str | None,
+) -> None:
+    """Write one access line (``target`` and ``referer`` as received: they are scrubbed here)."""
+    target = scrub(target)
+    referer = scrub(referer) if referer else None
+    if as_json:
+        fields = {
+            "client": str(client) if client is not None else None,
+            "method": method,
+            "target": target,
+            "version": version,
+            "status": status,
+            "bytes": sent,
+            "duration": round(seconds, 3),
+            "cache": cache,
+            "upstream_status": int(upstream) if upstream.isdigit() else None,
+            "job": job,
+            "referer": referer,
+            "user_agent": agent,
+        }
+        logger.info("%s %s %d", method, target, status, extra={"fields": fields})
+        return
+    logger.info(
+        '%s - - [%s] "%s %s %s" %d %d "%s" "%s" cache=%s upstream=%s duration=%.3f job=%s',
+        client if client is not None else "-",
+        _Clock.stamp(wall_clock()),
+        method,
+        _quoted(target),
+        version,
+        status,
+        sent,
+        _quoted(referer) if referer else "-",
+        _quoted(agent) if agent else "-",
+        cache,
+        upstream,
+        seconds,
+        job or "-",
+    )
+
+
 class AccessLogger(AbstractAccessLogger):
     """aiohttp's access-log hook, writing grenier's lines (the class attributes are set by :func:`access_logger`)."""
 
@@ -89,47 +145,72 @@ class AccessLogger(AbstractAccessLogger):
         return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        client = self.trust.client(request)
         cache, upstream = cache_fields(response.headers.get("Cache-Status"), self.pseudonym)
         job = request.get(JOB_ID_KEY)
         if job is None and isinstance(request, web.Request):
             job = request.match_info.get("job_id")
-        target = scrub(request.raw_path)
-        referer = request.headers.get("Referer")
-        agent = request.headers.get("User-Agent")
-        version = f"HTTP/{request.version.major}.{request.version.minor}"
-        if self.as_json:
-            fields = {
-                "client": str(client) if client is not None else None,
-                "method": request.method,
-                "target": target,
-                "version": version,
-                "status": response.status,
-                "bytes": response.body_length,
-                "duration": round(time, 3),
-                "cache": cache,
-                "upstream_status": int(upstream) if upstream.isdigit() else None,
-                "job": job,
-                "referer": scrub(referer) if referer else None,
-                "user_agent": agent,
-            }
-            self.logger.info("%s %s %d", request.method, target, response.status, extra={"fields": fields})
+        emit(
+            self.logger,
+            self.as_json,
+            client=self.trust.client(request),
+            method=request.method,
+            target=request.raw_path,
+            version=f"HTTP/{request.version.major}.{request.version.minor}",
+            status=response.status,
+            sent=response.body_length,
+            seconds=time,
+            referer=request.headers.get("Referer"),
+            agent=request.headers.get("User-Agent"),
+            cache=cache,
+            upstream=upstream,
+            job=job,
+        )
+
+
+class LeanAccessLog:
+    """The access lines of hits the lean path answers (``proxy/lean.py``) without aiohttp, so without its hook: the
+    same line, read from the request head's bytes and the answer's."""
+
+    def __init__(self, logger: logging.Logger, as_json: bool) -> None:
+        self.logger = logger
+        self.as_json = as_json
+
+    @classmethod
+    def build(cls, settings: Settings) -> LeanAccessLog | None:
+        """``None`` when ``log.access`` is off: the lean path then does nothing more per hit."""
+        return cls(logging.getLogger(ACCESS_LOGGER), settings.log.format == "json") if settings.log.access else None
+
+    def hit(self, transport: asyncio.BaseTransport, head: bytes, answer: list[bytes], seconds: float) -> None:
+        """A hit answered from ``head`` (``GET <target> HTTP/1.1`` and harmless fields) with ``answer``'s bytes.
+
+        The client is the socket's peer: a request naming forwarding fields never takes the lean path."""
+        if not self.logger.isEnabledFor(logging.INFO):
             return
-        self.logger.info(
-            '%s - - [%s] "%s %s %s" %d %d "%s" "%s" cache=%s upstream=%s duration=%.3f job=%s',
-            client if client is not None else "-",
-            _Clock.stamp(wall_clock()),
-            request.method,
-            _quoted(target),
-            version,
-            response.status,
-            response.body_length,
-            _quoted(scrub(referer)) if referer else "-",
-            _quoted(agent) if agent else "-",
-            cache,
-            upstream,
-            time,
-            job or "-",
+        lines = head.split(b"\r\n")
+        referer = agent = None
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            lower = name.lower()
+            if lower == b"referer":
+                referer = value.strip(b" \t").decode("latin-1")
+            elif lower == b"user-agent":
+                agent = value.strip(b" \t").decode("latin-1")
+        peer = transport.get_extra_info("peername")
+        emit(
+            self.logger,
+            self.as_json,
+            client=parse_address(str(peer[0])) if peer else None,
+            method="GET",
+            target=lines[0][4:-9].decode("latin-1"),
+            version="HTTP/1.1",
+            status=int(answer[0][9:12]),
+            sent=sum(len(piece) for piece in answer),
+            seconds=seconds,
+            referer=referer,
+            agent=agent,
+            cache="hit",
+            upstream="-",
+            job=None,
         )
 
 

@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 import aiohttp
 
-from tests.support.http import build, fetch_url, get, parse_raw, poll_job, raw_roundtrip
+from tests.support.http import build, fetch_target, fetch_url, get, parse_raw, poll_job, raw_roundtrip, request
 from tests.support.origins import Origin
 from tests.support.polling import wait_until
 from tests.support.processes import ROOT, GrenierProcess, Launcher, grenier_env
@@ -96,6 +96,31 @@ async def test_combined_access_lines_say_what_the_cache_did(
     assert job_line.group(1) == target
 
 
+async def test_hits_on_the_lean_path_are_logged_too(
+    launcher: Launcher, origin: Origin, http: aiohttp.ClientSession
+) -> None:
+    """A hit answered straight from the connection's bytes (``proxy/lean.py``) writes the same line as any other."""
+    serve = launcher.serve({})
+    target = origin.route(body=b"y" * 321)
+    path = fetch_target(target)
+    assert (await get(http, serve.url + path, WAIT)).status == 200
+    lean_before = request(serve.port, "GET", "/_grenier/stats").json()["process"]["lean_hits"]
+    head = build("GET", path, [("User-Agent", "lean/1"), ("Referer", "http://u:hunter2@r.example/")], close=False)
+    raw, _ = await asyncio.to_thread(raw_roundtrip, serve.port, head, 1.0)
+    assert parse_raw(raw).body == b"y" * 321
+    assert request(serve.port, "GET", "/_grenier/stats").json()["process"]["lean_hits"] == lean_before + 1
+    wait_access(serve, access_lines, 2)
+
+    (lean,) = [d for d in access_lines(serve) if d["agent"] == "lean/1"]
+    assert lean["target"] == path
+    assert lean["client"] == "127.0.0.1"
+    assert (lean["method"], lean["version"], lean["status"]) == ("GET", "HTTP/1.1", "200")
+    assert int(lean["bytes"]) == len(raw)
+    assert (lean["cache"], lean["upstream"], lean["job"]) == ("hit", "-", "-")
+    assert lean["referer"] == "http://u:***@r.example/"
+    assert "hunter2" not in serve.log()
+
+
 async def test_json_lines_and_the_job_line(launcher: Launcher, origin: Origin, http: aiohttp.ClientSession) -> None:
     serve = launcher.serve({"GRENIER_LOG_FORMAT": "json"})
     target = origin.route(body=b"json body", cache_control="no-store")
@@ -104,7 +129,11 @@ async def test_json_lines_and_the_job_line(launcher: Launcher, origin: Origin, h
     assert accepted.status == 202
     done = await poll_job(http, serve.url, accepted.location)
     assert done.status == 200
-    wait_access(serve, json_lines, 2)
+    serve.wait_for(
+        lambda: any(d.get("target") == accepted.location and d["status"] == 200 for d in json_lines(serve)),
+        10,
+        "the access line of the poll that got the response",
+    )
 
     lines = json_lines(serve)
     assert all(line["time"].endswith("Z") for line in lines)
