@@ -7,9 +7,11 @@ once, at start-up, so that a typo stops the process (exit code 2) instead of sur
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import math
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
+from .logs import redact
 from .netguard import Guard
 
 ENV_PREFIX = "GRENIER_"
@@ -86,6 +89,21 @@ class ServerSettings:
         default=50.0, metadata=_doc("Misses per second one client may cause (429 beyond); 0 disables the limit.")
     )
     miss_burst: int = field(default=100, metadata=_doc("Misses a client may cause in a burst above miss_rate."))
+    trusted_proxies: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Networks (CIDR) of the proxies in front of grenier whose client_address_field is believed: the client"
+            " is the rightmost address in it that is not one of them (access rules, miss rate, logs). Empty: the"
+            " socket's peer, whatever a request says."
+        ),
+    )
+    client_address_field: Literal["x-forwarded-for", "forwarded"] = field(
+        default="x-forwarded-for",
+        metadata=_doc(
+            "The field trusted proxies append the client's address to (X-Forwarded-For, or RFC 7239 Forwarded);"
+            " only this one is read, since a proxy passes the other on as the client wrote it."
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -372,6 +390,13 @@ class JobsSettings:
             " its sentinels)."
         ),
     )
+    alive_file: str = field(
+        default="/tmp/grenier-worker.alive",
+        metadata=_doc(
+            "File every `grenier worker` process touches each second; `grenier worker --check` (the container's"
+            " health check) fails when it is older than 10 s or the broker does not answer."
+        ),
+    )
 
     @property
     def claim_ttl(self) -> float:
@@ -383,6 +408,14 @@ class JobsSettings:
 @dataclass(frozen=True)
 class LogSettings:
     level: Literal["debug", "info", "warning", "error"] = field(default="info", metadata=_doc("Log level."))
+    format: Literal["combined", "json"] = field(
+        default="combined",
+        metadata=_doc(
+            'Line format: "combined" (access lines in the combined log format plus grenier\'s fields, other lines'
+            ' as text) or "json" (one JSON object per line, for every line).'
+        ),
+    )
+    access: bool = field(default=True, metadata=_doc("Write an access log line per request."))
 
 
 @dataclass(frozen=True)
@@ -508,7 +541,7 @@ def _validate(s: Settings) -> None:
     if not 0 < s.server.port < 65536:
         raise ConfigError(f"server.port: must be 1..65535, got {s.server.port}")
     if s.redis.url and urlsplit(s.redis.url).scheme not in {"redis", "rediss", "unix"}:
-        raise ConfigError(f"redis.url: must start with redis://, rediss:// or unix://, got {s.redis.url!r}")
+        raise ConfigError(f"redis.url: must start with redis://, rediss:// or unix://, got {redact(s.redis.url)!r}")
     _check_backends(s)
     if not 0 <= s.cache.heuristic_fraction <= 1:
         raise ConfigError(f"cache.heuristic_fraction: must be between 0 and 1, got {s.cache.heuristic_fraction!r}")
@@ -535,6 +568,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"server.pseudonym: must be a token (letters, digits, '-', '.'), got {s.server.pseudonym!r}")
     for i, net in enumerate(s.server.allow_clients):
         _network(f"server.allow_clients[{i}]", net)
+    for i, net in enumerate(s.server.trusted_proxies):
+        _network(f"server.trusted_proxies[{i}]", net)
     for i, net in enumerate(s.security.allow_networks):
         _network(f"security.allow_networks[{i}]", net)
     for i, port in enumerate(s.security.allow_ports):
@@ -608,22 +643,73 @@ def build(data: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         values = {k: _coerce(f"{name}.{k}", hints[k], v, from_env=False) for k, v in raw.items()}
         for key in fields:
             env_name = f"{ENV_PREFIX}{name.upper()}_{key.upper()}"
-            if env_name in env:
+            if env_name in env and env_kind(env_name, env[env_name]) == "setting":
                 values[key] = _coerce(f"{name}.{key} (from {env_name})", hints[key], env[env_name], from_env=True)
         sections[name] = cls(**values)
-    for env_name in env:
-        if env_name.startswith(ENV_PREFIX) and env_name not in _known_env_names():
-            raise ConfigError(f"{env_name}: unknown setting (no such section and key)")
+    for env_name, value in env.items():
+        if env_kind(env_name, value) == "misspelled":
+            section = env_name.removeprefix(ENV_PREFIX).split("_", 1)[0].lower()
+            known_keys = ", ".join(f.name for f in dataclasses.fields(known[section]))
+            raise ConfigError(f"{env_name}: unknown key in section [{section}] (known: {known_keys})")
     settings = Settings(**sections)
     _validate(settings)
     return settings
 
 
-def _known_env_names() -> set[str]:
+@functools.cache
+def _known_env_names() -> frozenset[str]:
     names = {"GRENIER_CONFIG"}
     for name, cls in _section_types().items():
         names.update(f"{ENV_PREFIX}{name.upper()}_{f.name.upper()}" for f in dataclasses.fields(cls))
-    return names
+    return frozenset(names)
+
+
+#: The variables Kubernetes injects for every Service in a pod's namespace (and Docker's legacy links): a Service
+#: named ``grenier`` (or ``grenier-redis``...) gives ``GRENIER_SERVICE_HOST``, ``GRENIER_SERVICE_PORT[_<NAME>]``,
+#: ``GRENIER_PORT`` and ``GRENIER_PORT_8080_TCP[_PROTO|_PORT|_ADDR]``. They are nobody's settings.
+_SERVICE_LINK = re.compile(
+    r"GRENIER(?:_[A-Z0-9_]+?)?_(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?|PORT(?:_\d+_(?:TCP|UDP|SCTP)(?:_(?:PROTO|PORT|ADDR))?)?)"
+)
+#: What a service link's ``..._PORT`` variable holds (``tcp://10.0.0.11:8080``): never a valid setting value.
+_SERVICE_LINK_VALUE = re.compile(r"(?:tcp|udp|sctp)://\S+:\d+")
+
+EnvKind = Literal["setting", "service-link", "misspelled", "foreign", "other"]
+
+
+def env_kind(name: str, value: str) -> EnvKind:
+    """What an environment variable is to grenier.
+
+    ``setting``: ``GRENIER_<SECTION>_<KEY>`` of a real key (or ``GRENIER_CONFIG``). ``service-link``: what Kubernetes
+    injects for a Service whose name starts with ``grenier``; ignored quietly, even ``GRENIER_SERVER_PORT`` when it
+    holds a link's ``tcp://host:port`` (a Service named ``grenier-server``). ``misspelled``: a known section's prefix
+    with a key it does not have (``GRENIER_CACHE_MAX_TLL``), a configuration error, since the operator meant a setting
+    and would otherwise run without it. ``foreign``: any other ``GRENIER_*`` (another program's, a removed setting):
+    warned about, not fatal. ``other``: not ours at all.
+    """
+    if not name.startswith(ENV_PREFIX):
+        return "other"
+    if name in _known_env_names():
+        if _SERVICE_LINK.fullmatch(name) and _SERVICE_LINK_VALUE.fullmatch(value):
+            return "service-link"
+        return "setting"
+    if _SERVICE_LINK.fullmatch(name):
+        return "service-link"
+    section = name.removeprefix(ENV_PREFIX).split("_", 1)[0].lower()
+    if section in _section_types() and "_" in name.removeprefix(ENV_PREFIX):
+        return "misspelled"
+    return "foreign"
+
+
+def env_warnings(env: Mapping[str, str]) -> list[str]:
+    """One line per ``GRENIER_*`` variable that is ignored and may be a mistake (not the service links)."""
+    lines = []
+    for name, value in sorted(env.items()):
+        kind = env_kind(name, value)
+        if kind == "foreign":
+            lines.append(f"{name}: ignored (no setting section by that name; settings are GRENIER_<SECTION>_<KEY>)")
+        elif kind == "service-link" and name in _known_env_names():
+            lines.append(f"{name}: ignored (it holds a service link, {value!r}, not a setting)")
+    return lines
 
 
 def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:

@@ -145,6 +145,11 @@ class UpstreamStream:
         if resp.content_length is not None and resp.content_length > cap:
             raise UpstreamError("too_large", f"upstream body is {resp.content_length} bytes, over the {cap}-byte limit")
 
+    @property
+    def received_bytes(self) -> int:
+        """Body bytes received from the upstream so far."""
+        return self._resp.content.total_bytes
+
     async def _arrivals(self) -> AsyncIterator[bytes]:
         """The body as it arrives; every window of ``min_rate_window`` seconds must bring ``min_rate_bytes`` per
         second of it (checked when the window ends, whether or not anything arrived), else the fetch is too slow."""

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import NoReturn
 
 from core.logs import setup_logging
-from core.settings import ConfigError, Settings, load
+from core.settings import ConfigError, Settings, env_warnings, load
+
+log = logging.getLogger("grenier")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--config", help="path to config.toml (default: $GRENIER_CONFIG or ./config.toml)")
     worker.add_argument("--processes", type=int, help="worker processes to keep alive (overrides jobs.processes)")
     worker.add_argument("--threads", type=int, help="threads per worker process (overrides jobs.threads)")
+    worker.add_argument(
+        "--check",
+        action="store_true",
+        help="health check: exit 0 if a worker process is alive (jobs.alive_file is fresh) and the broker answers",
+    )
     return p
 
 
@@ -163,15 +172,19 @@ def _inspect(settings: Settings, raw_url: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = _settings(args)
-    setup_logging(settings.log.level)
+    setup_logging(settings.log.level, settings.log.format)
+    for line in env_warnings(os.environ):
+        log.warning("%s", line)
     if args.command == "serve":
         return _serve(settings)
     if args.command == "purge":
         return _purge(settings, args)
     if args.command == "inspect":
         return _inspect(settings, args.url)
-    from jobs.worker import run
+    from jobs.worker import check, run
 
+    if args.check:
+        return check(settings)
     return run(settings, processes=args.processes, threads=args.threads)
 
 

@@ -25,7 +25,7 @@ from core.eventloop import use_uvloop
 from core.logs import setup_logging
 from core.settings import ConfigError, Settings
 from core.supervision import Supervisor
-from proxy.app import serve
+from proxy.app import serve, shutdown_grace
 
 from .wiring import create_app
 
@@ -55,9 +55,9 @@ def process_count(settings: Settings) -> int:
 
 
 def drain_seconds(settings: Settings) -> float:
-    """How long a stopping server process may take: its longest request is one waiting for a job
-    (``cache.max_wait``) or one relayed upstream (``upstream.total_timeout``); a little more to close."""
-    return max(settings.cache.max_wait, settings.upstream.total_timeout) + 5
+    """How long a stopping server process may take: the grace its requests get (:func:`proxy.app.shutdown_grace`),
+    and a little more to close."""
+    return shutdown_grace(settings) + 5
 
 
 def address_taken(settings: Settings) -> OSError | None:
@@ -117,7 +117,7 @@ async def _serve_until_stopped(settings: Settings, *, reuse_port: bool, supervis
 
 def server_process(settings: Settings, index: int) -> None:
     """One of the supervisor's server processes: its own event loop, app and connections, on the shared port."""
-    setup_logging(settings.log.level)
+    setup_logging(settings.log.level, settings.log.format)
     use_uvloop()
     asyncio.run(_serve_until_stopped(settings, reuse_port=True, supervised=True))
 

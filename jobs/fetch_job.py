@@ -76,8 +76,9 @@ async def run(env: JobEnv, message: JobMessage) -> JobRecord | None:
         return await _finish(env, record, Failed("crashed", detail), flight)
     record = record.running(time.time())
     await store.put_job(record, env.settings.jobs.result_ttl)
+    started, tally = time.monotonic(), Tally()
     try:
-        outcome = await _fetch_and_store(env, url, message.headers)
+        outcome = await _fetch_and_store(env, url, message.headers, tally)
     except Exception as exc:
         # Never leave a job "running" for its pollers: record the failure (if the store answers), then let the
         # broker's retry policy see the error.
@@ -86,7 +87,56 @@ async def run(env: JobEnv, message: JobMessage) -> JobRecord | None:
             failed = Failed("internal", f"the fetch job failed unexpectedly ({type(exc).__name__})")
             await _finish(env, record, failed, flight)
         raise
-    return await _finish(env, record, outcome, flight)
+    done = await _finish(env, record, outcome, flight)
+    log_job(job_id, url, outcome, tally.bytes, time.monotonic() - started)
+    return done
+
+
+@dataclass
+class Tally:
+    """What a job's fetch received, for its log line."""
+
+    bytes: int = 0
+
+
+def describe(outcome: Outcome) -> tuple[str, str | None]:
+    """A job's outcome in one word for its log line (``stored``, ``revalidated``, ``not-stored``, ``stale-if-error``,
+    ``failed``), and the reason when it has one."""
+    if isinstance(outcome, Failed):
+        return "failed", outcome.kind
+    if outcome.detail == STALE_IF_ERROR:
+        return "stale-if-error", outcome.error
+    if outcome.detail == REVALIDATED:
+        return "revalidated", outcome.not_stored
+    return ("stored", None) if outcome.stored else ("not-stored", outcome.not_stored)
+
+
+def log_job(job_id: str, url: str, outcome: Outcome, received: int, seconds: float) -> None:
+    """The one line a finished job leaves: what it fetched, how it ended, the upstream's status, the body bytes
+    received and how long it took (also as structured fields for ``log.format = "json"``)."""
+    word, reason = describe(outcome)
+    status = outcome.fwd_status if isinstance(outcome, Fetched) else None
+    log.info(
+        "job %s %s%s: %s status=%s bytes=%d duration=%.3f",
+        job_id,
+        word,
+        f" ({reason})" if reason else "",
+        url,
+        status if status is not None else "-",
+        received,
+        seconds,
+        extra={
+            "fields": {
+                "job": job_id,
+                "url": url,
+                "outcome": word,
+                "reason": reason,
+                "upstream_status": status,
+                "bytes": received,
+                "duration": round(seconds, 3),
+            }
+        },
+    )
 
 
 async def _finish(env: JobEnv, record: JobRecord, outcome: Outcome, flight: str) -> JobRecord:
@@ -113,7 +163,7 @@ def _counts(outcome: Outcome) -> dict[Count, int]:
     return {Count.JOBS_DONE: 1, Count.STORED if outcome.stored else Count.NOT_STORED: 1}
 
 
-async def _fetch_and_store(env: JobEnv, url: str, headers: Headers) -> Outcome:
+async def _fetch_and_store(env: JobEnv, url: str, headers: Headers, tally: Tally) -> Outcome:
     """Fetch what is missing, once: the client's range, or only what a stored part lacks (RFC 9111 §3.4).
 
     Only an origin that answers a request for the missing bytes (under ``If-Range``) with a part that does not
@@ -123,11 +173,11 @@ async def _fetch_and_store(env: JobEnv, url: str, headers: Headers) -> Outcome:
     kept = found.entry
     held = partial.held(kept.status, kept.headers, kept.size) if kept is not None else None
     plan = partial.ask(headers, held)
-    outcome = await _fetch(env, url, headers, found, held=held, plan=plan)
+    outcome = await _fetch(env, url, headers, found, held=held, plan=plan, tally=tally)
     if plan.completes and isinstance(outcome, Fetched) and not await _answers(env.store, outcome, headers):
         log.info("job: %s: the origin's part did not complete the stored one; fetching what was asked", url)
         again = partial.Ask(partial.forwarded_range(headers), revalidate=False, why="the stored part was not completed")
-        outcome = await _fetch(env, url, headers, replace(found, entry=None), held=None, plan=again)
+        outcome = await _fetch(env, url, headers, replace(found, entry=None), held=None, plan=again, tally=tally)
     return outcome
 
 
@@ -138,7 +188,14 @@ async def _answers(store: Store, outcome: Fetched, headers: Headers) -> bool:
 
 
 async def _fetch(
-    env: JobEnv, url: str, headers: Headers, found: lookup.Found, *, held: partial.Part | None, plan: partial.Ask
+    env: JobEnv,
+    url: str,
+    headers: Headers,
+    found: lookup.Found,
+    *,
+    held: partial.Part | None,
+    plan: partial.Ask,
+    tally: Tally,
 ) -> Outcome:
     """Fetch as ``plan`` says, decide on the status and fields as soon as they arrive, and stream the body where
     the decision says; a failure at any point (before the response, or while its body streams) ends in the failure
@@ -164,9 +221,12 @@ async def _fetch(
             decision = policy.after_fetch(
                 headers, stored.times if stored else None, received, time.time(), env.settings.cache
             )
-            if isinstance(decision, policy.Store) and decision.status == 206:
-                return await _store_part(env, url, headers, kept=kept, held=held, got=got, decision=decision)
-            return await _carry_out(env, url, headers, found, got, decision=decision)
+            try:
+                if isinstance(decision, policy.Store) and decision.status == 206:
+                    return await _store_part(env, url, headers, kept=kept, held=held, got=got, decision=decision)
+                return await _carry_out(env, url, headers, found, got, decision=decision)
+            finally:
+                tally.bytes = got.received_bytes
     except TargetRefused as exc:
         log.info("job: %s refused: %s", url, exc.detail)
         return Failed("refused", exc.detail)

@@ -8,10 +8,13 @@ redelivery (see :mod:`jobs.broker`) and nothing else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
+import time
 from dataclasses import replace
 from functools import partial
 
@@ -28,10 +31,56 @@ from .runtime import JobRuntime
 
 log = logging.getLogger("grenier.worker")
 
+#: ``grenier worker --check`` fails when ``jobs.alive_file`` was last touched longer ago than this.
+ALIVE_STALE_SECONDS = 10.0
+#: ... or when the broker does not answer a PING within this.
+CHECK_TIMEOUT = 2.0
+
+
+def touch(path: str) -> None:
+    """Mark this worker alive (``jobs.alive_file``); a failure is logged, never fatal."""
+    if not path:
+        return
+    try:
+        with open(path, "a"):
+            os.utime(path)
+    except OSError as exc:
+        log.warning("cannot touch jobs.alive_file %s: %s", path, exc)
+
+
+def check(settings: Settings, now: float | None = None) -> int:
+    """``grenier worker --check``: 0 when a worker process touched ``jobs.alive_file`` within
+    ``ALIVE_STALE_SECONDS`` and the broker answers; else 1, with the reason on stderr. For a container health check,
+    which cannot probe a worker over HTTP: it opens no port."""
+    now = time.time() if now is None else now
+    if settings.embedded:
+        print("grenier worker --check: no redis.url: embedded mode has no worker processes", file=sys.stderr)
+        return 1
+    path = settings.jobs.alive_file
+    try:
+        age = now - os.stat(path).st_mtime
+    except OSError as exc:
+        print(f"grenier worker --check: no worker alive: {path}: {exc.strerror}", file=sys.stderr)
+        return 1
+    if age > ALIVE_STALE_SECONDS:
+        print(f"grenier worker --check: no worker alive: {path} is {age:.0f} s old", file=sys.stderr)
+        return 1
+    queue = open_queue(settings)  # the broker the workers use: Redis (or its Sentinel primary), or RabbitMQ
+    try:
+        asyncio.run(asyncio.wait_for(queue.ping(), CHECK_TIMEOUT))
+    except Exception as exc:  # any failure to answer is the check's answer, not a crash
+        print(f"grenier worker --check: the broker ({backends(settings)}) does not answer: {exc!r}", file=sys.stderr)
+        return 1
+    finally:
+        with contextlib.suppress(Exception):
+            asyncio.run(queue.close())
+    print(f"grenier worker --check: ok (alive {age:.1f} s ago, broker answers)")
+    return 0
+
 
 def worker_process(settings: Settings, index: int) -> None:
     """One worker process: its own broker connection, event loop thread and worker threads."""
-    setup_logging(settings.log.level)
+    setup_logging(settings.log.level, settings.log.format)
     use_uvloop()  # before the AsyncIO middleware makes the jobs' event loop
     queue = open_queue(settings)
     runtime = JobRuntime(settings, lambda: RedisStore.open(settings.redis))
@@ -43,9 +92,11 @@ def worker_process(settings: Settings, index: int) -> None:
     loop = loop_name(thread.loop) if thread is not None else "none"
     log.info("worker process %d (pid %d) consuming %r · loop: %s", index, os.getpid(), settings.jobs.queue, loop)
     parent = os.getppid()
+    touch(settings.jobs.alive_file)
     while not stop.wait(1.0):
         if os.getppid() != parent:  # the supervisor is gone: do not linger as an orphan
             break
+        touch(settings.jobs.alive_file)
     workers.stop(settings.jobs.time_limit)
     asyncio.run(queue.close())
 

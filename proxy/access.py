@@ -1,6 +1,7 @@
 """Who may use grenier: client networks, proxy users (Basic), and admins (a bearer token, else loopback peers).
 
-Decisions use the socket's peer address only, never ``X-Forwarded-For`` or any other field a client can write.
+Decisions use the client's address: the socket's peer, or, when that peer is one of ``server.trusted_proxies``, the
+address those proxies name (:mod:`proxy.client_address`); never a field a client alone can write.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import hashlib
 import hmac
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from core.problems import Problem
+
+from .client_address import Field, ProxyTrust
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
@@ -90,15 +93,28 @@ class AccessRules:
     users: dict[str, str]
     """user -> sha256 hex of the password."""
     admin_token: str
+    trust: ProxyTrust = field(default_factory=ProxyTrust)
 
     @classmethod
-    def build(cls, clients: Iterable[str], users: Iterable[str], admin_token: str) -> AccessRules:
+    def build(
+        cls,
+        clients: Iterable[str],
+        users: Iterable[str],
+        admin_token: str,
+        trusted_proxies: Iterable[str] = (),
+        client_field: Field = "x-forwarded-for",
+    ) -> AccessRules:
         nets = tuple(ipaddress.ip_network(c, strict=False) for c in clients)
-        return cls(nets, dict(u.split(":", 1) for u in users), admin_token)
+        trust = ProxyTrust.build(trusted_proxies, client_field)
+        return cls(nets, dict(u.split(":", 1) for u in users), admin_token, trust)
+
+    def client(self, request: web.BaseRequest) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        """The request's client address (after trusted proxies)."""
+        return self.trust.client(request)
 
     def check_client(self, request: web.Request) -> None:
         """Forward-proxy, ``/fetch`` and form users: an allowed network, and a proxy user when users are set."""
-        addr = peer_address(request)
+        addr = self.client(request)
         if not in_networks(addr, self.clients):
             raise Forbidden(f"client {addr} is not in server.allow_clients; this proxy does not serve it")
         if self.users:
@@ -127,7 +143,8 @@ class AccessRules:
         ``Sec-Fetch-Site``; either refuses it.
         """
         if not self.admin_token:
-            if not in_networks(peer_address(request), LOOPBACK):
+            # Behind a trusted proxy on this host, the peer is loopback for every client: judge the client.
+            if not in_networks(self.client(request), LOOPBACK):
                 raise Forbidden("admin operations answer only loopback peers while admin.token is unset")
             if not loopback_name(request.host):
                 raise Forbidden(

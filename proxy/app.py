@@ -24,7 +24,9 @@ from core.upstream import Upstream
 
 from . import metrics
 from .access import AccessRules
+from .access_log import access_logger
 from .cache_status import cache_status
+from .client_address import ProxyTrust
 from .dispatch import Dispatcher
 from .lean import LEAN, LeanHits
 from .miss_rate import MissRateLimiter
@@ -76,7 +78,13 @@ def server_app(settings: Settings, backends: Backends) -> web.Application:
                 upstream,
                 Dispatcher(settings, store, queue),
                 counters,
-                access=AccessRules.build(server.allow_clients, server.proxy_users, settings.admin.token),
+                access=AccessRules.build(
+                    server.allow_clients,
+                    server.proxy_users,
+                    settings.admin.token,
+                    server.trusted_proxies,
+                    server.client_address_field,
+                ),
                 miss_rate=MissRateLimiter(server.miss_rate, server.miss_burst),
             )
             if server.lean_hits:
@@ -91,6 +99,12 @@ def server_app(settings: Settings, backends: Backends) -> web.Application:
     return app
 
 
+def shutdown_grace(settings: Settings) -> float:
+    """How long a stopping server lets its requests finish: the longest is one waiting for its job
+    (``cache.max_wait``) or one relayed upstream (``upstream.total_timeout``)."""
+    return max(settings.cache.max_wait, settings.upstream.total_timeout)
+
+
 async def serve(app: web.Application, settings: Settings, *, reuse_port: bool) -> None:
     """Run ``app`` until cancelled (SIGINT/SIGTERM), logging one start-up line with the mode, the address, the event
     loop and the process.
@@ -100,8 +114,14 @@ async def serve(app: web.Application, settings: Settings, *, reuse_port: bool) -
     bind instead of quietly taking half the connections.
     """
     server = settings.server
+    trust = ProxyTrust.build(server.trusted_proxies, server.client_address_field)
     runner = ProblemRunner(
-        app, **runner_kwargs(server.max_line_bytes, server.max_field_bytes, server.keepalive_timeout)
+        app,
+        **{
+            **runner_kwargs(server.max_line_bytes, server.max_field_bytes, server.keepalive_timeout),
+            **access_logger(settings, trust),
+        },
+        shutdown_timeout=shutdown_grace(settings),
     )
     await runner.setup()
     if LEAN in app:

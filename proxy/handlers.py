@@ -25,7 +25,7 @@ from core.records import JobRecord, StoredResponse
 from core.targets import names_self, normalize
 
 from . import passthrough, prefer, responses
-from .access import peer_address
+from .access_log import JOB_ID_KEY
 from .cache_status import cache_status
 from .dispatch import Admit, Started, flight
 from .locations import absolute_job_location
@@ -281,6 +281,7 @@ async def start_fetch(
     started = await svc.dispatcher.start(
         url, flight=claim if not ranged else f"{claim}:{ranged[0][1]}", since=since, headers=sent, track=track
     )
+    request[JOB_ID_KEY] = started.record.id  # for the access log
     if started.collapsed:
         svc.counters.add(Count.COLLAPSED)
     return started
@@ -290,7 +291,7 @@ def admission(svc: Services, request: web.Request) -> Admit:
     """The checks a fetch for this client passes before it is queued: its miss rate, the queue's backlog."""
 
     async def admit() -> None:
-        svc.miss_rate.take(str(peer_address(request)))
+        svc.miss_rate.take(str(svc.access.client(request)))
         await svc.check_backlog()
 
     return admit

@@ -51,6 +51,7 @@ from core.upstream import Upstream
 
 from . import responses
 from .access import _address, in_networks
+from .access_log import LeanAccessLog
 from .cache_status import cache_status
 from .metrics import Metrics
 from .stats import Counters
@@ -153,6 +154,7 @@ class LeanHits:
         self._date_second = -1
         self._date = b""
         self.served = 0
+        self.access = LeanAccessLog.build(settings)
 
     # --- per connection --------------------------------------------------------------------------------------------
 
@@ -402,6 +404,8 @@ class LeanConnection:
                 self._reading = asyncio.get_running_loop().create_task(self._read(target, head_end + 4, started))
                 return
             self._write(answer)
+            if hits.access is not None:
+                hits.access.hit(transport, self._buffer[:head_end], answer, time.perf_counter() - started)
             self._buffer = self._buffer[head_end + 4 :]
         else:
             return  # all answered
@@ -424,6 +428,8 @@ class LeanConnection:
             self._give_up()
             return
         self._write(answer)
+        if self._hits.access is not None:
+            self._hits.access.hit(self._transport, self._buffer[: taken - 4], answer, time.perf_counter() - started)
         self._buffer = self._buffer[taken:]
         self._resume()
         self._run()

@@ -20,7 +20,6 @@ from core.invalidation import BadPurge, ByUrl, Everything, Target, describe, pre
 from core.problems import NotFound
 from core.targets import normalize
 
-from .access import peer_address
 from .services import SERVICES
 
 log = logging.getLogger(__name__)
@@ -73,7 +72,7 @@ async def purge(request: web.Request, target: Target, *, soft: bool = False) -> 
         "soft-purged" if soft else "purged",
         what,
         count,
-        peer_address(request),
+        svc.access.client(request),
     )
     if count == 0 and isinstance(target, ByUrl):
         raise NotFound(f"nothing is stored for {target.url}: nothing to purge", headers=NO_STORE)

@@ -1,9 +1,9 @@
 """Real ``grenier serve`` and ``grenier worker`` processes, children of the test run.
 
 The environment is the whole configuration: a process gets the runner's environment without any ``GRENIER_*``
-variable (configuration refuses unknown ones) plus the test's settings, and runs in its own directory so no stray
-``./config.toml`` is read. Each logs to a file; every wait is a bounded poll that fails with that log attached, and
-every process is stopped by its own PID (SIGTERM, then SIGKILL if it lingers), never by name.
+variable (a stray one would change a setting, or be warned about) plus the test's settings, and runs in its own
+directory so no stray ``./config.toml`` is read. Each logs to a file; every wait is a bounded poll that fails with that
+log attached, and every process is stopped by its own PID (SIGTERM, then SIGKILL if it lingers), never by name.
 """
 
 from __future__ import annotations
