@@ -184,6 +184,7 @@ def serve_has_processes() -> bool:
 def grenier_env(lab: Lab, *, on_redis: bool) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRENIER_")}
     env["GRENIER_LOG_LEVEL"] = "warning"
+    env["GRENIER_LOG_ACCESS"] = "false"  # as nginx's is here (access_log off): the figures are the cache's own
     # The origin is on loopback, which the SSRF guard refuses unless opted in; one client makes every miss here.
     env["GRENIER_SECURITY_ALLOW_NETWORKS"] = "127.0.0.0/8"
     env["GRENIER_SECURITY_ALLOW_PORTS"] = lab.origin.rsplit(":", 1)[1]

@@ -205,10 +205,13 @@ class CacheSettings:
         ),
     )
     chunk_bytes: int = field(
-        default=256 * 1024,
+        # 64 bytes short of 256 KiB: Redis's allocator rounds a 256 KiB value (plus its header) up to its next size
+        # class, 320 KiB, so a power-of-two chunk would cost 25 % more memory than its bytes (measured).
+        default=256 * 1024 - 64,
         metadata=_doc(
             "Bodies up to this size are stored inline with their fields (a hit is one read); larger ones in chunks"
-            " of this size, streamed in by the worker and out to the client."
+            " of this size, streamed in by the worker and out to the client. Keep it a little under a power of two:"
+            " Redis's allocator rounds a value of exactly 2^n bytes (plus its header) up to the next size class."
         ),
     )
     hot_bytes: int = field(

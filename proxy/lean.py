@@ -203,8 +203,8 @@ class LeanHits:
         entry = self._store.peek_entry(target.key)
         if entry is None:
             return False
-        if not isinstance(entry, StoredResponse):
-            return None
+        if not isinstance(entry, StoredResponse) or entry.size > self._rules.hot_entry_bytes:
+            return None  # a large body goes the full way, which streams it a few chunks at a time
         ref = entry.body_ref
         if ref is None or entry.size == 0:
             return self.answer(target, entry, [entry.body] if entry.body else [], started)

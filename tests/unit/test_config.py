@@ -68,7 +68,7 @@ DEFAULTS = {
     "cache.stale_if_unreachable": 86400,
     "cache.targeted_field": "Grenier-Cache-Control",
     "cache.memory_bytes": 256 * 1024 * 1024,
-    "cache.chunk_bytes": 256 * 1024,
+    "cache.chunk_bytes": 256 * 1024 - 64,
     "cache.hot_bytes": 64 * 1024 * 1024,
     "cache.hot_entry_bytes": 1024 * 1024,
     "cache.hot_seconds": 2.0,
