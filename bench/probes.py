@@ -13,6 +13,7 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from bench.processes import PHASE_LIMIT
+from core.store import CHUNK_PREFIX, tagged
 
 #: grenier's Redis keys for stored responses (see core/store.py's key scheme).
 ENTRY_PATTERN = "grenier:entry:*"
@@ -63,7 +64,8 @@ async def entry_memory(redis_url: str, target: str) -> int | None:
                 usage = int(await client.memory_usage(key, samples=0) or 0)
                 ref = re.search(rb'"body_ref":\["([^"]+)"', head)
                 if ref is not None:
-                    async for chunk in client.scan_iter(match=f"grenier:chunk:{ref[1].decode()}:*", count=1000):
+                    pattern = f"{CHUNK_PREFIX}{tagged(ref[1].decode())}:*"  # the store's key scheme (hash-tagged)
+                    async for chunk in client.scan_iter(match=pattern, count=1000):
                         usage += int(await client.memory_usage(chunk, samples=0) or 0)
                 return usage
         return None

@@ -60,8 +60,11 @@ class Pinning:
         ordered = sorted(available)
         server_cpus = parse_cpus(server) if server else frozenset(ordered[:1])
         load_cpus = parse_cpus(load) if load else frozenset(ordered[1:2])
-        if server_cpus & load_cpus:
+        if server_cpus & load_cpus and not (server_cpus == load_cpus == frozenset(ordered)):
             raise SystemExit(f"--server-cpus {cpu_list(server_cpus)} and --load-cpus {cpu_list(load_cpus)} overlap")
+        # Both on every CPU: nothing pinned, servers and load generator share the machine (the only way to give N
+        # server processes N CPUs on a small machine; the N-process ratio is then against one process in the same
+        # conditions, as for bare aiohttp).
         return cls(server_cpus, load_cpus, taskset)
 
     def _prefix(self, cpus: frozenset[int] | None) -> list[str]:
