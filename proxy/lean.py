@@ -42,6 +42,7 @@ from yarl import URL
 
 from core import policy
 from core.counts import Count
+from core.policy import Headers
 from core.problems import Problem
 from core.records import StoredResponse
 from core.settings import Settings
@@ -121,14 +122,6 @@ class _Target:
     """The full path checks the client's network for this target (forward proxy and ``/fetch``)."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Block:
-    entry: StoredResponse
-    """Held so that the ``id`` the block is filed under cannot be reused while it is filed."""
-    head: bytes
-    """Status line and every field that does not change per response, each ending in CRLF."""
-
-
 class LeanHits:
     """Answers the hits it can on a connection's bytes; see the module docstring for which."""
 
@@ -149,7 +142,7 @@ class LeanHits:
         self._max_line = settings.server.max_line_bytes
         self._max_field = settings.server.max_field_bytes
         self._targets: dict[bytes, _Target | None] = {}
-        self._blocks: dict[tuple[int, bool], _Block] = {}
+        self._blocks: dict[tuple[int, Headers, int, bool], bytes] = {}
         self._statuses: dict[int, bytes] = {}
         self._date_second = -1
         self._date = b""
@@ -245,7 +238,7 @@ class LeanHits:
         status_field = cache_status(self._pseudonym, hit=True, ttl=decision.ttl)
         head_out = b"".join(
             (
-                block.head,
+                block,
                 b"Date: ",
                 self._date_at(now),
                 b"\r\nAge: ",
@@ -303,10 +296,12 @@ class LeanHits:
             return None
         return _Target(url, cache_key(url), api, checked)
 
-    def _block(self, entry: StoredResponse, api: bool) -> _Block | None:
-        key = (id(entry), api)
+    def _block(self, entry: StoredResponse, api: bool) -> bytes | None:
+        """The header block for ``entry``, filed by what it is made of (status, fields, size), so that the same
+        stored response read again from Redis (a new object each read) finds the block already built."""
+        key = (entry.status, entry.headers, entry.size, api)
         block = self._blocks.get(key)
-        if block is not None and block.entry is entry:
+        if block is not None:
             return block
         headers = responses.hit_fields(entry.headers, self._pseudonym)
         if self._own_field:  # RFC 9213 §2.1: addressed to grenier alone (app.py strips it on the full path)
@@ -325,8 +320,8 @@ class LeanHits:
             return None
         if len(self._blocks) >= _MEMO_SIZE:
             self._blocks.clear()
-        block = self._blocks[key] = _Block(entry, head)
-        return block
+        self._blocks[key] = head
+        return head
 
     def _date_at(self, now: float) -> bytes:
         second = int(now)
