@@ -60,6 +60,7 @@ import contextlib
 import json
 import logging
 import random
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, assert_never
 
@@ -89,12 +90,15 @@ JOB_PREFIX = f"{PREFIX}:job:"
 NOTE_PREFIX = f"{PREFIX}:note:"
 
 
+_URL_HASH = re.compile(r"[0-9a-f]{64}")
+
+
 def tagged(key: str) -> str:
     """``key`` with its URL hash as the Redis Cluster hash tag: ``<h>[:rest]`` becomes ``{<h>}[:rest]``, so every
     key of one URL shares a slot; a key that does not start with a URL hash (a joiner's ``own:<id>``) is its own
     tag."""
     head, sep, rest = key.partition(":")
-    if len(head) == 64 and all(c in "0123456789abcdef" for c in head):
+    if _URL_HASH.fullmatch(head):
         return f"{{{head}}}{sep}{rest}"
     return f"{{{key}}}"
 
