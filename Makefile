@@ -5,6 +5,7 @@
 #               here when root)
 #   make lint   ruff check, ruff format --check and mypy only
 #   make bench  hits/s, miss latency and memory beside baselines (docs/performance.md); BENCH_ARGS passes flags
+#   make bench-scaling  hits/s per server process count and store, jobs/s per broker (docs/scaling.md)
 #   make lock   re-pin requirements.lock and requirements-dev.lock from pyproject.toml (fresh venvs, newest allowed)
 #   make clean  remove the virtual environment and caches
 
@@ -20,7 +21,7 @@ ARGS   ?=
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint bench lock clean ensure-redis ensure-rabbitmq
+.PHONY: help run test lint bench bench-scaling lock clean ensure-redis ensure-rabbitmq
 
 help:
 	@sed -n '3,8s/^# *//p' Makefile
@@ -72,6 +73,9 @@ test: $(STAMP) ensure-redis ensure-rabbitmq lint
 
 bench: $(STAMP) ensure-redis
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-scaling: $(STAMP) ensure-redis ensure-rabbitmq
+	$(BIN)/python -m bench.scaling $(BENCH_ARGS)
 
 # Each lock is a `pip freeze` of a fresh venv that installed grenier from pyproject.toml (the runtime one constrained
 # to the dev one's versions, so the two agree); uvloop keeps pyproject's platform marker.

@@ -423,7 +423,11 @@ class RedisStore:
         through failovers; see :mod:`core.redis_clients`)."""
         timeouts = {"socket_timeout": COMMAND_TIMEOUT, "socket_connect_timeout": COMMAND_TIMEOUT}
         if settings.cluster:
-            return cls(aioredis.RedisCluster.from_url(settings.url, **timeouts), hot, counter_shards=COUNTER_SHARDS)
+            # redis-py's cluster client keeps a pool per node that fails a command at once (MaxConnectionsError, a
+            # 503) when all its connections are busy, and has no waiting pool: at its default of 100, a burst of
+            # concurrent misses on one process was refused. POOL_SIZE per node is the single server's bound.
+            client = aioredis.RedisCluster.from_url(settings.url, max_connections=POOL_SIZE, **timeouts)
+            return cls(client, hot, counter_shards=COUNTER_SHARDS)
         if not settings.sentinels:
             return cls.from_url(settings.url, hot)
         return cls(async_client(settings, health_check_interval=30, **timeouts), hot)
