@@ -95,9 +95,10 @@ async def dashboard(request: web.Request) -> web.Response:
     )
     queue = "-" if doc["queue"] is None else str(doc["queue"])
     store = doc["store"] or {}
+    errors = "; ".join(f"{k} {v}" for k, v in doc["errors"].items())
     body = (
-        f"<p class=meta>mode: <span id=mode>{html.escape(doc['mode'])}</span> · "
-        f'<span id="errors">{html.escape("; ".join(f"{k} {v}" for k, v in doc["errors"].items()))}</span></p>'
+        f"<p class=meta>mode: <span id=mode>{html.escape(doc['mode'])}</span> "
+        f'<span id="errors" class=errors>{html.escape(errors)}</span></p>'
         f"<h2>Fetch</h2>{form()}"
         "<h2>Now</h2><div class=tiles>"
         f'<div class="tile"><span class="n" id="hit-ratio">{_ratio_text(doc["hit_ratio"])}</span>'

@@ -30,6 +30,7 @@ button{padding:.4rem 1rem;font-size:1rem}iframe{width:100%;height:70vh;border:1p
 .tiles{display:flex;flex-wrap:wrap;gap:.5rem}.tile{border:1px solid #ccc;padding:.5rem .8rem;min-width:7rem}
 .tile .n{display:block;font-size:1.4rem;font-variant-numeric:tabular-nums}table{border-collapse:collapse;width:100%}
 td,th{border-bottom:1px solid #ddd;padding:.2rem .4rem;text-align:left;font-size:.9rem;word-break:break-all}
+#purge-value{flex:1;padding:.4rem;font-size:1rem}.errors{color:#a00}
 .result{background:#f6f6f6;padding:.5rem;white-space:pre-wrap;max-height:20rem;overflow:auto}
 """
 
