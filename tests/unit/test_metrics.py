@@ -12,13 +12,13 @@ from proxy.metrics import label_of
 @pytest.mark.parametrize(
     ("cache_status", "raw_path", "label"),
     [
-        # RFC 9211 §2: a hit, with its remaining freshness; a negative ttl is a stale hit.
-        ("grenier; hit; ttl=30", "/fetch?url=x", "hit"),
-        ("grenier; hit; ttl=-5", "/fetch?url=x", "stale-hit"),
+        # RFC 9211 §2, as proxy.cache_status writes it: a hit with its remaining freshness; a negative ttl: stale.
+        ("grenier;hit;ttl=30", "/fetch?url=x", "hit"),
+        ("grenier;hit;ttl=-5", "/fetch?url=x", "stale-hit"),
         # RFC 9211 §2.2: fwd names why the request went forward.
-        ("grenier; fwd=uri-miss", "/fetch?url=x", "uri-miss"),
-        ('grenier; fwd="stale"', "/_grenier/fetch?url=x", "stale"),
-        ("grenier; fwd=uri-miss", "/_grenier/jobs/abc", "uri-miss"),
+        ("grenier;fwd=uri-miss", "/fetch?url=x", "uri-miss"),
+        ('grenier;fwd=stale', "/_grenier/fetch?url=x", "stale"),
+        ("grenier;fwd=uri-miss", "/_grenier/jobs/abc", "uri-miss"),
         # No Cache-Status from a handler: grenier's own endpoints are control, never bypass.
         (None, "/_grenier/health", "control"),
         (None, "/_grenier/ready", "control"),
