@@ -52,7 +52,7 @@ def touch(path: str) -> None:
 def check(settings: Settings, now: float | None = None) -> int:
     """``grenier worker --check``: 0 when a worker process touched ``jobs.alive_file`` within
     ``ALIVE_STALE_SECONDS`` and the broker answers; else 1, with the reason on stderr. For a container health check,
-    which cannot probe a worker over HTTP: it opens no port."""
+    which cannot probe a worker over HTTP (its one optional port serves metrics)."""
     now = time.time() if now is None else now
     if settings.embedded:
         print("grenier worker --check: no redis.url: embedded mode has no worker processes", file=sys.stderr)
