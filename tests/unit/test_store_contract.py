@@ -25,6 +25,7 @@ from core.store import (
     COUNTERS,
     DONE_CHANNEL,
     RECENT_JOBS,
+    RECENT_JOBS_KEY,
     RedisStore,
     Store,
     entry_key,
@@ -633,3 +634,10 @@ async def test_recent_jobs_keep_the_newest_and_drop_the_oldest(store: Store) -> 
     assert len(kept) == RECENT_JOBS
     assert kept[0] == {"id": f"job{RECENT_JOBS + 4}", "state": "done", "seconds": (RECENT_JOBS + 4) / 10}
     assert kept[-1]["id"] == "job5"
+
+
+async def test_redis_recent_jobs_list_stays_bounded(redis_store: RedisStore) -> None:
+    """The key scheme: the recent-jobs list is trimmed on every write, so it never grows past its bound."""
+    for n in range(RECENT_JOBS + 7):
+        await redis_store.remember_job({"id": f"job{n}"})
+    assert await redis_store.redis.llen(RECENT_JOBS_KEY) == RECENT_JOBS
