@@ -71,7 +71,7 @@ JOB_SECONDS = Histogram(
 )
 REDIS_ERRORS = Counter(
     "grenier_redis_errors",
-    "Redis errors met, by where (a server request, a fetch job, a counter flush).",
+    "Redis errors met, by where (server: a request; job; counters: a flush; broker: a worker's consumer).",
     ["where"],
     registry=REGISTRY,
 )
