@@ -7,6 +7,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -14,6 +15,7 @@ from tests.support.origins import Origin
 from tests.support.polling import wait_until
 from tests.support.ports import CLOSED_PORT, free_port
 from tests.support.processes import GrenierProcess, Launcher
+from tests.support.redis import RedisServer
 
 Samples = list[tuple[str, dict[str, str], float]]
 
@@ -133,3 +135,20 @@ def test_embedded_server_exports_its_jobs_upstream_and_process(launcher: Launche
     assert total(scraped, "grenier_upstream_errors_total", kind="connect") >= 1
     assert total(scraped, "process_resident_memory_bytes") > 0
     assert total(scraped, "process_cpu_seconds_total") > 0
+
+
+def test_redis_errors_are_counted_and_the_scrape_still_answers(
+    launcher: Launcher, origin: Origin, tmp_path: Path
+) -> None:
+    own = RedisServer(tmp_path, name="metrics-redis")
+    try:
+        serve = launcher.serve({"GRENIER_REDIS_URL": own.url, "GRENIER_CACHE_HOT_BYTES": "0"})
+        target = origin.route()
+        own.kill()
+        api = serve.url + "/fetch?url=" + urllib.parse.quote(target, safe="")
+        assert status_of(api) == 503
+        scraped = scrape(serve.url + "/_grenier/metrics")
+        assert total(scraped, "grenier_redis_errors_total", where="server") >= 1
+        assert total(scraped, "grenier_responses_total", status="5xx") >= 1
+    finally:
+        own.kill()
