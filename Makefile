@@ -1,8 +1,8 @@
 # grenier: the two set-up commands are `make run` and `make test`; each builds its own virtual environment.
 #
 #   make run    start grenier on its embedded default (http://127.0.0.1:8080); ARGS="--port 9000" passes options
-#   make test   lint, type-check and run the whole test suite (needs redis-server and rabbitmq-server; installed
-#               here when root)
+#   make test   lint, type-check and run the whole test suite (needs redis-server, rabbitmq-server and chromium;
+#               installed here when root)
 #   make lint   ruff check, ruff format --check and mypy only
 #   make bench  hits/s, miss latency and memory beside baselines (docs/performance.md); BENCH_ARGS passes flags
 #   make bench-scaling  hits/s per server process count and store, jobs/s per broker (docs/scaling.md)
@@ -21,7 +21,7 @@ ARGS   ?=
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint bench bench-scaling lock clean ensure-redis ensure-rabbitmq
+.PHONY: help run test lint bench bench-scaling lock clean ensure-redis ensure-rabbitmq ensure-chromium
 
 help:
 	@sed -n '3,8s/^# *//p' Makefile
@@ -63,12 +63,25 @@ ensure-rabbitmq:
 		fi; \
 	fi
 
+# The operator page's end-to-end test drives Debian's chromium through Playwright (no browser download); without it
+# that test fails, it is never skipped.
+ensure-chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "chromium is missing: installing Debian's chromium package"; \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+		else \
+			echo "make test needs /usr/bin/chromium: install it first (e.g. sudo apt-get install chromium)" >&2; \
+			exit 1; \
+		fi; \
+	fi
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(STAMP) ensure-redis ensure-rabbitmq lint
+test: $(STAMP) ensure-redis ensure-rabbitmq ensure-chromium lint
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP) ensure-redis

@@ -23,7 +23,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from .telemetry import HOT_TIER_LOOKUPS
+
 V = TypeVar("V")
+_HIT = HOT_TIER_LOOKUPS.labels("hit")
+_MISS = HOT_TIER_LOOKUPS.labels("miss")
 
 
 class HotTier(Generic[V]):
@@ -46,15 +50,20 @@ class HotTier(Generic[V]):
         (the lean hit path's), so that one request is one hit or one miss."""
         item = self._items.get(key)
         if item is None:
-            self.misses += count_miss
+            if count_miss:
+                self.misses += 1
+                _MISS.inc()
             return None
         value, _, expires = item
         if expires <= self._clock():
             self.drop(key)
-            self.misses += count_miss
+            if count_miss:
+                self.misses += 1
+                _MISS.inc()
             return None
         self._items.move_to_end(key)
         self.hits += 1
+        _HIT.inc()
         return value
 
     def put(self, key: str, value: V, size: int) -> None:

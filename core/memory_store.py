@@ -19,7 +19,7 @@ import copy
 import heapq
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, assert_never
@@ -34,6 +34,7 @@ from .store import (
     ENTRY_PREFIX,
     JOB_PREFIX,
     NOTE_PREFIX,
+    RECENT_JOBS,
     chunk_key,
     entry_key,
     inflight_key,
@@ -96,6 +97,8 @@ class MemoryStore:
         self._tagged: dict[str, set[str]] = {}
         self._tags_of: dict[str, tuple[str, ...]] = {}
         """Entry key -> its tags, so that dropping it unlists it from each."""
+        self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT_JOBS)
+        """Ended jobs' summaries, newest first (``remember_job``); not counted in the store's bytes: it is bounded."""
         self._closed = threading.Event()
         self._sweeper = threading.Thread(
             target=self._sweep_forever, args=(sweep_interval,), name="grenier-store-sweep", daemon=True
@@ -370,6 +373,14 @@ class MemoryStore:
     async def counters(self) -> dict[str, int]:
         with self._lock:
             return {n: int(i.value) if (i := self._data.get(stat_key(n))) else 0 for n in COUNTERS}
+
+    async def remember_job(self, summary: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._recent.appendleft(copy.deepcopy(dict(summary)))
+
+    async def recent_jobs(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return copy.deepcopy(list(self._recent))
 
     async def usage(self) -> dict[str, int]:
         with self._lock:

@@ -393,6 +393,16 @@ class JobsSettings:
             " its sentinels)."
         ),
     )
+    metrics_port: int = field(
+        default=0,
+        metadata=_doc(
+            "Port on which `grenier worker` serves the Prometheus metrics of all its worker processes (any path);"
+            " 0: none."
+        ),
+    )
+    metrics_host: str = field(
+        default="127.0.0.1", metadata=_doc("Address the workers' metrics port listens on (0.0.0.0: every interface).")
+    )
     alive_file: str = field(
         default="/tmp/grenier-worker.alive",
         metadata=_doc(
@@ -519,6 +529,7 @@ _ZERO_ALLOWED = frozenset(
         "server.max_body_bytes",
         "server.miss_rate",
         "server.processes",
+        "jobs.metrics_port",
     }
 )
 
@@ -543,6 +554,8 @@ def _validate(s: Settings) -> None:
     _check_numbers(s)
     if not 0 < s.server.port < 65536:
         raise ConfigError(f"server.port: must be 1..65535, got {s.server.port}")
+    if s.jobs.metrics_port > 65535:
+        raise ConfigError(f"jobs.metrics_port: must be 0 (none) or 1..65535, got {s.jobs.metrics_port}")
     if s.redis.url and urlsplit(s.redis.url).scheme not in {"redis", "rediss", "unix"}:
         raise ConfigError(f"redis.url: must start with redis://, rediss:// or unix://, got {redact(s.redis.url)!r}")
     _check_backends(s)

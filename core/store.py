@@ -88,6 +88,9 @@ ENTRY_PREFIX = f"{PREFIX}:entry:"
 CHUNK_PREFIX = f"{PREFIX}:chunk:"
 JOB_PREFIX = f"{PREFIX}:job:"
 NOTE_PREFIX = f"{PREFIX}:note:"
+RECENT_JOBS_KEY = f"{PREFIX}:recent-jobs"
+#: Ended jobs the store remembers for the operator's page (a list capped with LTRIM, a bounded deque embedded).
+RECENT_JOBS = 50
 
 
 _URL_HASH = re.compile(r"[0-9a-f]{64}")
@@ -227,6 +230,14 @@ class Store(Protocol):
     async def incr(self, counts: Mapping[Count, int]) -> None: ...
 
     async def counters(self) -> dict[str, int]: ...
+
+    async def remember_job(self, summary: Mapping[str, Any]) -> None:
+        """Keep an ended job's summary among the last :data:`RECENT_JOBS` (oldest dropped), for the operator."""
+        ...
+
+    async def recent_jobs(self) -> list[dict[str, Any]]:
+        """The summaries :meth:`remember_job` kept, newest first."""
+        ...
 
     async def usage(self) -> dict[str, int]:
         """What the store holds, for operators: bytes (and its bound), keys; what each backend can tell."""
@@ -794,6 +805,15 @@ class RedisStore:
                     pipe.get(self._counter_key(name, shard))
             raw = iter(await pipe.execute())
         return {n: sum(int(next(raw) or 0) for _ in shards) for n in COUNTERS}
+
+    async def remember_job(self, summary: Mapping[str, Any]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:  # one key: one slot, on a cluster too
+            pipe.lpush(RECENT_JOBS_KEY, json.dumps(dict(summary)))
+            pipe.ltrim(RECENT_JOBS_KEY, 0, RECENT_JOBS - 1)
+            await pipe.execute()
+
+    async def recent_jobs(self) -> list[dict[str, Any]]:
+        return [d for raw in await self.redis.lrange(RECENT_JOBS_KEY, 0, RECENT_JOBS - 1) if (d := _decode_note(raw))]
 
     async def usage(self) -> dict[str, int]:
         if self.cluster:  # one INFO per primary, summed

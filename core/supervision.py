@@ -24,6 +24,8 @@ from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
+from . import telemetry
+
 #: A child that dies this soon after its start counts as crashing; its restarts back off.
 MIN_HEALTHY_SECONDS = 5.0
 #: The delay before the first restart of a crashing child; each further crash in a row doubles it ...
@@ -83,6 +85,8 @@ class Supervisor:
             return
         if proc.is_alive():
             return
+        if proc.pid is not None:
+            telemetry.process_gone(proc.pid)
         lived = now - self._started[index]
         self._crashes[index] = self._crashes.get(index, 0) + 1 if lived < MIN_HEALTHY_SECONDS else 0
         delay = restart_delay(self._crashes[index])

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from . import netguard
+from . import netguard, telemetry
 from .netguard import Guard
 from .outcome import FailureKind
 from .policy import Headers
@@ -225,8 +225,10 @@ async def open_stream(
     any response) up to ``bounds.retries`` times; every failure, then or while the body is read, is an
     :class:`UpstreamError`."""
     attempt = 0
+    host = telemetry.HOSTS(host_port(url)[0])
     while True:
         request_time = time.time()
+        sent = time.perf_counter()
         try:
             resp = await _head(session, url, headers, bounds)
             break
@@ -234,14 +236,17 @@ async def open_stream(
             error = _failure(exc, bounds)
             if error is None:
                 raise
+            telemetry.UPSTREAM_ERRORS.labels(host, error.kind).inc()
             attempt += 1
             if error.kind != "connect" or attempt > bounds.retries:
                 raise error from None
             await asyncio.sleep(backoff(attempt, bounds.retry_backoff))
+    telemetry.UPSTREAM_SECONDS.labels(host).observe(time.perf_counter() - sent)
     if 100 <= resp.status < 200:
         # aiohttp skips interim responses but returns a 101: a protocol switch nobody asked for (grenier never
         # forwards Upgrade). It is no response to pass on, and its connection now carries something else: drop it.
         resp.close()
+        telemetry.UPSTREAM_ERRORS.labels(host, "protocol").inc()
         raise UpstreamError("protocol", f"upstream answered {resp.status} instead of a final response")
     try:
         yield UpstreamStream(resp, request_time, time.time(), bounds)
@@ -249,6 +254,7 @@ async def open_stream(
         error = _failure(exc, bounds)
         if error is None:
             raise
+        telemetry.UPSTREAM_ERRORS.labels(host, error.kind).inc()
         raise error from None
     finally:
         resp.release()

@@ -21,6 +21,7 @@ import os
 import signal
 from functools import partial
 
+from core import telemetry
 from core.eventloop import use_uvloop
 from core.logs import setup_logging
 from core.settings import ConfigError, Settings
@@ -140,4 +141,5 @@ def run(settings: Settings) -> int:
         asyncio.run(_serve_until_stopped(settings, reuse_port=False, supervised=False))
         return 0
     log.info("grenier serve: %d server processes on http://%s:%d (SO_REUSEPORT)", count, server.host, server.port)
+    telemetry.share_with_children()  # any process answers /_grenier/metrics for all of them
     return Supervisor("server", partial(server_process, settings), count, drain_seconds(settings)).run()

@@ -18,9 +18,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from typing import TypedDict, assert_never
+from typing import Any, TypedDict, assert_never
 
-from core import inspection, invalidation, lookup, partial, policy
+from redis.exceptions import RedisError
+
+from core import inspection, invalidation, lookup, partial, policy, telemetry
 from core.counts import Count
 from core.forwarding import marks, outgoing
 from core.netguard import TargetRefused
@@ -83,12 +85,15 @@ async def run(env: JobEnv, message: JobMessage) -> JobRecord | None:
         # Never leave a job "running" for its pollers: record the failure (if the store answers), then let the
         # broker's retry policy see the error.
         log.exception("job %s: %s crashed", job_id, url)
+        if isinstance(exc, RedisError):
+            telemetry.REDIS_ERRORS.labels("job").inc()
         with contextlib.suppress(Exception):
             failed = Failed("internal", f"the fetch job failed unexpectedly ({type(exc).__name__})")
-            await _finish(env, record, failed, flight)
+            await _finish(env, record, failed, flight, time.monotonic() - started)
         raise
-    done = await _finish(env, record, outcome, flight)
-    log_job(job_id, url, outcome, tally.bytes, time.monotonic() - started)
+    seconds = time.monotonic() - started
+    done = await _finish(env, record, outcome, flight, seconds)
+    log_job(job_id, url, outcome, tally.bytes, seconds)
     return done
 
 
@@ -139,8 +144,12 @@ def log_job(job_id: str, url: str, outcome: Outcome, received: int, seconds: flo
     )
 
 
-async def _finish(env: JobEnv, record: JobRecord, outcome: Outcome, flight: str) -> JobRecord:
+async def _finish(env: JobEnv, record: JobRecord, outcome: Outcome, flight: str, seconds: float = 0.0) -> JobRecord:
     done = record.ended(outcome, time.time())
+    word, _ = describe(outcome)
+    kind = outcome.kind if isinstance(outcome, Failed) else ""
+    telemetry.JOBS.labels(word, kind).inc()
+    telemetry.JOB_SECONDS.labels(word).observe(seconds)
     jobs = env.settings.jobs
     # A record that carries an unstored response holds a body: keep it only as long as its requester needs it.
     holds_body = isinstance(outcome, Fetched) and outcome.response is not None
@@ -150,7 +159,22 @@ async def _finish(env: JobEnv, record: JobRecord, outcome: Outcome, flight: str)
         cache_key(done.url), inspection.note_of(done.id, outcome, done.finished or 0.0), jobs.result_ttl
     )
     await env.store.incr(_counts(outcome))
+    await env.store.remember_job(recent(done, word, seconds))
     return done
+
+
+def recent(done: JobRecord, word: str, seconds: float) -> dict[str, Any]:
+    """What the operator's page lists about an ended job (``Store.remember_job``)."""
+    outcome = done.outcome
+    return {
+        "id": done.id,
+        "url": done.url,
+        "state": done.state,
+        "outcome": word,
+        "status": outcome.fwd_status if isinstance(outcome, Fetched) else None,
+        "seconds": round(seconds, 3),
+        "ended": done.finished,
+    }
 
 
 def _counts(outcome: Outcome) -> dict[Count, int]:

@@ -35,6 +35,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import AsyncIO, Middleware, Retries, ShutdownNotifications
 
+from core import telemetry
 from core.problems import Unavailable
 from core.queue import JobHandler, JobMessage, Workers
 from core.redis_clients import sync_client
@@ -209,6 +210,7 @@ class Heartbeat(Middleware):
             try:
                 self.broker.do_fetch(self.queue, 0)
             except redis.RedisError as exc:  # the consumer will notice too; keep trying
+                telemetry.REDIS_ERRORS.labels("broker").inc()
                 log.warning("heartbeat failed: %s", exc)
 
     def before_worker_shutdown(self, broker: Broker, worker: object) -> None:

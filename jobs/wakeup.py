@@ -22,6 +22,8 @@ from dramatiq.common import compute_backoff
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
+from core import telemetry
+
 #: Tokens kept on a queue's wake-up list at most (more than any number of idle consumers needs).
 MAX_TOKENS = 64
 
@@ -75,4 +77,5 @@ class _WakingConsumer(_RedisConsumer):
                     self.broker.client.blpop([key], timeout=max(self.timeout / 1000, 0.01))
                     return None
         except redis.ConnectionError as e:
+            telemetry.REDIS_ERRORS.labels("broker").inc()
             raise ConnectionClosed(e) from None  # type: ignore[no-untyped-call]

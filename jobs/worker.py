@@ -20,6 +20,7 @@ from functools import partial
 
 from dramatiq.asyncio import get_event_loop_thread
 
+from core import telemetry
 from core.eventloop import loop_name, use_uvloop
 from core.logs import backends, setup_logging
 from core.settings import Settings
@@ -51,7 +52,7 @@ def touch(path: str) -> None:
 def check(settings: Settings, now: float | None = None) -> int:
     """``grenier worker --check``: 0 when a worker process touched ``jobs.alive_file`` within
     ``ALIVE_STALE_SECONDS`` and the broker answers; else 1, with the reason on stderr. For a container health check,
-    which cannot probe a worker over HTTP: it opens no port."""
+    which cannot probe a worker over HTTP (its one optional port serves metrics)."""
     now = time.time() if now is None else now
     if settings.embedded:
         print("grenier worker --check: no redis.url: embedded mode has no worker processes", file=sys.stderr)
@@ -111,6 +112,14 @@ def run(settings: Settings, processes: int | None = None, threads: int | None = 
         return 2
     count = processes or settings.jobs.processes
     log.info("grenier worker: %d processes x %d threads on %s", count, settings.jobs.threads, backends(settings))
+    telemetry.share_with_children()
+    jobs = settings.jobs
+    if jobs.metrics_port:
+        try:
+            telemetry.serve_group(jobs.metrics_host, jobs.metrics_port)
+            log.info("worker metrics on http://%s:%d/metrics", jobs.metrics_host, jobs.metrics_port)
+        except OSError as exc:  # the workers matter more than their metrics
+            log.error("cannot serve worker metrics on %s:%d: %s", jobs.metrics_host, jobs.metrics_port, exc)
     # A stopping worker finishes the jobs it holds: give it their time limit, and a little to close.
     drain = settings.jobs.time_limit + 5
     return Supervisor("worker", partial(worker_process, settings), count, drain).run()

@@ -249,7 +249,7 @@ class LeanHits:
             )
         )
         self._counters.add(Count.HITS)
-        self._metrics.observe(status_field, entry.status, time.perf_counter() - started)
+        self._metrics.observe(status_field, entry.status, time.perf_counter() - started, entry.size)
         self.served += 1
         if not body:
             return [head_out]

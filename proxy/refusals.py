@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from redis.exceptions import RedisError
 
+from core import telemetry
 from core.problems import PROBLEM_TYPE, Problem, Unavailable, problem_body
 
 log = logging.getLogger("grenier")
@@ -101,6 +102,7 @@ def _refusal(request: web.Request, exc: Exception) -> web.Response:
     if isinstance(exc, RedisError):
         # A dependency that is down is not a bug: say so, briefly, and tell the client when to come back.
         log.warning("store unavailable on %s %s: %s", request.method, request.path, exc)
+        telemetry.REDIS_ERRORS.labels("server").inc()
         return from_problem(Unavailable(f"the cache store is unreachable ({type(exc).__name__}); retry shortly"))
     incident = uuid.uuid4().hex[:12]
     log.error("internal error %s on %s %s", incident, request.method, request.path, exc_info=exc)

@@ -9,7 +9,7 @@ from aiohttp.typedefs import Handler
 from core import forwarding
 from core.targets import join_origin, normalize
 
-from . import control, handlers, metrics, purge, ui
+from . import control, dashboard, handlers, metrics, purge, ui
 from .locations import names_own_job
 from .refusals import problem_response
 from .services import SERVICES
@@ -65,8 +65,10 @@ def add_routes(app: web.Application, *, reverse: bool) -> None:
     if not reverse:
         r.add_get("/", ui.index)
         r.add_get("/fetch", handlers.fetch)
-    r.add_get(f"{CONTROL_PREFIX}", ui.index)
-    r.add_get(f"{CONTROL_PREFIX}/", ui.index)
+    r.add_get(f"{CONTROL_PREFIX}", dashboard.dashboard)
+    r.add_get(f"{CONTROL_PREFIX}/", dashboard.dashboard)
+    r.add_get(f"{CONTROL_PREFIX}/dashboard.json", dashboard.data)
+    r.add_get(f"{CONTROL_PREFIX}/dashboard.js", dashboard.script)
     r.add_get(f"{CONTROL_PREFIX}/fetch", handlers.fetch)
     r.add_get(f"{CONTROL_PREFIX}/ui/fetch", ui.submit)
     r.add_get(f"{CONTROL_PREFIX}/ui/jobs/{{job_id}}", ui.job_page)

@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections import Counter
 
+from core import telemetry
 from core.counts import Count
 from core.store import Store
 
@@ -35,6 +36,7 @@ class Counters:
             await self.store.incr(counts)
         except Exception as exc:  # keep the counts for the next flush rather than lose them
             self.pending.update(counts)
+            telemetry.REDIS_ERRORS.labels("counters").inc()
             log.warning("could not flush counters: %s", exc)
 
     async def totals(self) -> dict[str, int]:

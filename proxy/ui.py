@@ -27,10 +27,15 @@ body{font:16px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:60rem;padding
 form{display:flex;gap:.5rem;align-items:center}input[type=url]{flex:1;padding:.4rem;font-size:1rem}
 button{padding:.4rem 1rem;font-size:1rem}iframe{width:100%;height:70vh;border:1px solid #ccc;margin-top:1rem}
 .meta{color:#555;font-size:.9rem}
+.tiles{display:flex;flex-wrap:wrap;gap:.5rem}.tile{border:1px solid #ccc;padding:.5rem .8rem;min-width:7rem}
+.tile .n{display:block;font-size:1.4rem;font-variant-numeric:tabular-nums}table{border-collapse:collapse;width:100%}
+td,th{border-bottom:1px solid #ddd;padding:.2rem .4rem;text-align:left;font-size:.9rem;word-break:break-all}
+#purge-value{flex:1;padding:.4rem;font-size:1rem}.errors{color:#a00}
+.result{background:#f6f6f6;padding:.5rem;white-space:pre-wrap;max-height:20rem;overflow:auto}
 """
 
 
-def _page(title: str, body: str, refresh: bool = False) -> web.Response:
+def page(title: str, body: str, refresh: bool = False) -> web.Response:
     head = '<meta http-equiv="refresh" content="1">' if refresh else ""
     doc = (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8">{head}'
@@ -47,7 +52,7 @@ def _page(title: str, body: str, refresh: bool = False) -> web.Response:
     )
 
 
-def _form(url: str = "") -> str:
+def form(url: str = "") -> str:
     return (
         '<form method="get" action="/_grenier/ui/fetch">'
         f'<label for="url">URL</label><input id="url" name="url" type="url" required value="{html.escape(url)}" '
@@ -58,7 +63,8 @@ def _form(url: str = "") -> str:
 
 
 async def index(request: web.Request) -> web.Response:
-    return _page("fetch a page", _form())
+    """``GET /`` (forward mode): the fetch form alone, for clients (the operator's page is ``/_grenier/``)."""
+    return page("fetch a page", form())
 
 
 async def submit(request: web.Request) -> web.StreamResponse:
@@ -78,9 +84,9 @@ async def submit(request: web.Request) -> web.StreamResponse:
             svc.counters.add(Count.HITS)
             src = f"/_grenier/fetch?url={quote(url, safe='')}"
             meta = f"served from cache · age {decision.age} s · fresh for {decision.ttl} s more"
-            return _page(
+            return page(
                 url,
-                f"{_form(url)}<p class=meta>{html.escape(meta)}</p>"
+                f"{form(url)}<p class=meta>{html.escape(meta)}</p>"
                 f'<iframe sandbox src="{html.escape(src)}" title="cached page"></iframe>',
             )
     started = await start_fetch(svc, request, url, found, headers, since=since)
@@ -96,9 +102,9 @@ async def job_page(request: web.Request) -> web.Response:
         raise NotFound(f"no job {job_id!r}: it never existed or its record has expired")
     record = await svc.dispatcher.resolve(record, since=time.time(), admit=admission(svc, request))
     if record.pending:
-        return _page(
+        return page(
             record.url,
-            f"{_form(record.url)}<p>Fetching <code>{html.escape(record.url)}</code> "
+            f"{form(record.url)}<p>Fetching <code>{html.escape(record.url)}</code> "
             f"({html.escape(record.state)})… this page refreshes itself.</p>",
             refresh=True,
         )
@@ -113,8 +119,8 @@ async def job_page(request: web.Request) -> web.Response:
             summary = "the job ended without an outcome"
         case _:
             assert_never(record.outcome)
-    return _page(
+    return page(
         record.url,
-        f"{_form(record.url)}<p class=meta>{html.escape(summary)}</p>"
+        f"{form(record.url)}<p class=meta>{html.escape(summary)}</p>"
         f'<iframe sandbox src="{html.escape(job_location(record.id))}" title="fetched page"></iframe>',
     )

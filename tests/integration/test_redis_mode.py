@@ -566,7 +566,7 @@ class _Form(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
-        if tag == "form":
+        if tag == "form" and self.action is None:  # the first form: the fetch form (the operator's page has more)
             self.action, self.method = a.get("action"), a.get("method", "get").lower()
         elif tag == "input" and "name" in a:
             self.inputs[a["name"]] = a.get("type", "text")

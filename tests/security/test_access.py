@@ -152,6 +152,15 @@ def test_stats_with_the_token(open_grenier: GrenierProcess) -> None:
     assert_no_traceback(reply.body)
 
 
+@pytest.mark.parametrize("path", ["/_grenier/", "/_grenier", "/_grenier/dashboard.json", "/_grenier/metrics"])
+def test_operator_page_and_metrics_need_the_admin_token(open_grenier: GrenierProcess, path: str) -> None:
+    assert_problem(request(open_grenier.port, "GET", path, []), 401, "Authorization: Bearer")
+    assert_problem(request(open_grenier.port, "GET", path, [bearer("wrong")]), 403, "wrong admin token")
+    reply = request(open_grenier.port, "GET", path, [bearer(ADMIN_TOKEN)])
+    assert reply.status == 200, reply
+    assert "no-store" in reply.header("Cache-Control")
+
+
 def _store(g: GrenierProcess, origin: Origin) -> tuple[str, str]:
     path = unique("plain")
     url = origin.url(path)

@@ -21,7 +21,19 @@ from core.memory_store import MemoryStore
 from core.outcome import Failed, Fetched
 from core.records import JobRecord, StoredResponse, VaryIndex
 from core.settings import RedisSettings
-from core.store import COUNTERS, DONE_CHANNEL, RedisStore, Store, entry_key, job_key, tag_key, urls_key, variants_key
+from core.store import (
+    COUNTERS,
+    DONE_CHANNEL,
+    RECENT_JOBS,
+    RECENT_JOBS_KEY,
+    RedisStore,
+    Store,
+    entry_key,
+    job_key,
+    tag_key,
+    urls_key,
+    variants_key,
+)
 from core.targets import cache_key
 
 SHORT = 0.2  # an expiry the tests sleep past
@@ -612,3 +624,20 @@ async def test_memory_store_wakes_waiter_from_another_thread() -> None:
     got = await asyncio.wait_for(waiter, WAKE_BOUND)
     thread.join()
     assert got == done
+
+
+async def test_recent_jobs_keep_the_newest_and_drop_the_oldest(store: Store) -> None:
+    assert await store.recent_jobs() == []
+    for n in range(RECENT_JOBS + 5):
+        await store.remember_job({"id": f"job{n}", "state": "done", "seconds": n / 10})
+    kept = await store.recent_jobs()
+    assert len(kept) == RECENT_JOBS
+    assert kept[0] == {"id": f"job{RECENT_JOBS + 4}", "state": "done", "seconds": (RECENT_JOBS + 4) / 10}
+    assert kept[-1]["id"] == "job5"
+
+
+async def test_redis_recent_jobs_list_stays_bounded(redis_store: RedisStore) -> None:
+    """The key scheme: the recent-jobs list is trimmed on every write, so it never grows past its bound."""
+    for n in range(RECENT_JOBS + 7):
+        await redis_store.remember_job({"id": f"job{n}"})
+    assert await redis_store.redis.llen(RECENT_JOBS_KEY) == RECENT_JOBS
