@@ -14,11 +14,12 @@ from aiohttp import web
 
 from core import forwarding, lookup, policy
 from core.counts import Count
+from core.job_ids import JOB_ID
 from core.outcome import Failed, Fetched
 from core.problems import NotFound
 from core.targets import normalize
 
-from .handlers import JOB_ID, admission, refuse_loop, start_fetch
+from .handlers import admission, refuse_loop, start_fetch
 from .locations import job_location
 from .services import SERVICES
 
