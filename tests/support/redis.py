@@ -30,18 +30,23 @@ class RedisServer:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.log_path = tmp / f"{name}.log"
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                *("--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no"),
-                *("--dir", str(tmp), "--logfile", str(self.log_path), "--dbfilename", f"{name}.rdb"),
-                *args,
-            ],
-            cwd=tmp,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self._command = [
+            binary,
+            *("--port", str(self.port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no"),
+            *("--dir", str(tmp), "--logfile", str(self.log_path), "--dbfilename", f"{name}.rdb"),
+            *args,
+        ]
+        self._tmp = tmp
+        self._start(timeout)
+
+    def restart(self, timeout: float = 10.0) -> None:
+        """SIGKILL, then a new, empty server on the same port (no persistence: everything it held is gone)."""
+        self.kill()
+        self._start(timeout)
+
+    def _start(self, timeout: float) -> None:
+        self.proc = subprocess.Popen(self._command, cwd=self._tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
         try:
             wait_until(lambda: self._answers(client), timeout, f"redis-server on port {self.port}")
