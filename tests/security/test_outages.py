@@ -6,7 +6,9 @@ with no failure on the first ones (stale pooled connections are retried, not fai
 
 from __future__ import annotations
 
+import asyncio
 import os
+import resource
 import signal
 import time
 from collections import Counter
@@ -14,6 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.support.http import Reply, assert_problem, fetch_target, request
@@ -176,3 +179,42 @@ def test_stopping_a_worker_while_redis_is_down_is_bounded(
         took = time.monotonic() - started
         assert code == 0, worker.log()[-3000:]
         assert took < 20, f"stopping took {took:.1f} s"
+
+
+#: Concurrent clients on one ``grenier serve`` process in Redis mode, and the requests each sends (hits).
+CONCURRENT, EACH = 1000, 2
+
+
+def test_a_thousand_concurrent_clients_of_hits_in_redis_mode(
+    tmp_path: Path, loopback_env: dict[str, str], origin: Origin, redis_url: str
+) -> None:
+    """Every one answered, none with a 5xx: the store's pool waits for a free connection rather than failing."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard, 8192) if hard != resource.RLIM_INFINITY else 8192
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))  # the server inherits it
+    assert wanted > CONCURRENT * 2 + 100, f"RLIMIT_NOFILE hard limit {hard} is too low for this test"
+    settings = {**loopback_env, "GRENIER_REDIS_URL": redis_url, "GRENIER_CACHE_HOT_BYTES": "0"}
+    with Launcher(tmp_path) as launcher:
+        launcher.worker(settings)
+        grenier = launcher.serve({**settings, "GRENIER_SERVER_PROCESSES": "1"})
+        targets = stored_targets(origin, grenier.port, 10)
+
+        async def client(session: aiohttp.ClientSession, i: int) -> list[int]:
+            statuses = []
+            for n in range(EACH):
+                async with session.get(grenier.url + targets[(i + n) % len(targets)]) as resp:
+                    await resp.read()
+                    statuses.append(resp.status)
+            return statuses
+
+        async def everyone() -> Counter[int]:
+            connector = aiohttp.TCPConnector(limit=0, force_close=False)
+            timeout = aiohttp.ClientTimeout(total=120)
+            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+                results = await asyncio.gather(*(client(session, i) for i in range(CONCURRENT)))
+            return Counter(s for statuses in results for s in statuses)
+
+        statuses = asyncio.run(everyone())
+        assert statuses == {200: CONCURRENT * EACH}, statuses
+        assert "Traceback" not in grenier.log()
