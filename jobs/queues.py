@@ -207,11 +207,18 @@ class Heartbeat(Middleware):
         self._thread.start()
 
     def _run(self) -> None:
+        failing = False
         while not self._stop.wait(self.interval):
             try:
                 self.broker.do_fetch(self.queue, 0)
-            except redis.RedisError as exc:  # the consumer will notice too; keep trying
-                log.warning("heartbeat failed: %s", exc)
+            except redis.RedisError as exc:  # the consumer will notice too; keep trying, saying so once
+                if not failing:
+                    log.warning("heartbeat failed: %s", exc)
+                failing = True
+                continue
+            if failing:
+                log.warning("heartbeat going again")
+            failing = False
 
     def before_worker_shutdown(self, broker: Broker, worker: object) -> None:
         self._stop.set()

@@ -343,6 +343,20 @@ def as_foreign(response: web.StreamResponse) -> web.StreamResponse:
     return response
 
 
+def no_record(svc: Services, job_id: str, now: float) -> Problem:
+    """Why the store holds no record of ``job_id``: lost with the store (``410``, ask again) when its id was issued
+    within ``jobs.result_ttl`` (:func:`core.job_ids.missing`), else never issued or expired (``404``)."""
+    gone = missing(job_id, now, svc.settings.jobs.result_ttl) if JOB_ID.fullmatch(job_id) else None
+    if gone is not None and gone.lost:
+        return JobLost(
+            f"job {job_id!r} was accepted {max(gone.age, 0):.0f} s ago, but the cache store no longer holds its"
+            " record (it was lost with the store: Redis restarted without persistence, or evicted it; or its"
+            " unstored response expired): request the URL again to start a new fetch",
+            job=job_id,
+        )
+    return NotFound(f"no job {job_id!r}: it never existed or its record has expired")
+
+
 async def fetch(request: web.Request) -> web.StreamResponse:
     """``GET /fetch?url=U``."""
     svc = request.app[SERVICES]
@@ -356,16 +370,7 @@ async def job(request: web.Request) -> web.StreamResponse:
     job_id = request.match_info["job_id"]
     record = await svc.store.get_job(job_id) if JOB_ID.fullmatch(job_id) else None
     if record is None:
-        now = time.time()
-        gone = missing(job_id, now, svc.settings.jobs.result_ttl) if JOB_ID.fullmatch(job_id) else None
-        if gone is not None and gone.lost:
-            raise JobLost(
-                f"job {job_id!r} was accepted {max(gone.age, 0):.0f} s ago, but the cache store no longer holds its"
-                " record (it was lost with the store: Redis restarted without persistence, or evicted it; or its"
-                " unstored response expired): request the URL again to start a new fetch",
-                job=job_id,
-            )
-        raise NotFound(f"no job {job_id!r}: it never existed or its record has expired")
+        raise no_record(svc, job_id, time.time())
     collapsed = record.joined is not None
     record = await svc.dispatcher.resolve(record, since=time.time(), admit=admission(svc, request))
     if record.pending:

@@ -155,6 +155,8 @@ def test_a_job_whose_record_was_lost_with_the_store_says_so(
         grenier.wait_log("reachable again", timeout=RECOVERY)
         problem = assert_problem(request(grenier.port, "GET", location), 410, "lost", "again")
         assert problem["job"] in location
+        page = location.replace("/_grenier/jobs/", "/_grenier/ui/jobs/")  # the browser's job page says the same
+        assert_problem(request(grenier.port, "GET", page), 410, "lost")
         # An id never issued recently is still a plain 404.
         assert_problem(request(grenier.port, "GET", "/_grenier/jobs/" + "0" * 32), 404)
     redis.stop()
