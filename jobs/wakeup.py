@@ -74,5 +74,7 @@ class _WakingConsumer(_RedisConsumer):
                     key = wake_key(self.broker.namespace, self.queue_name)
                     self.broker.client.blpop([key], timeout=max(self.timeout / 1000, 0.01))
                     return None
-        except redis.ConnectionError as e:
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            # A paused Redis times out rather than refusing: either way the consumer restarts (quietly, one line),
+            # instead of logging a traceback as an unexpected error.
             raise ConnectionClosed(e) from None  # type: ignore[no-untyped-call]

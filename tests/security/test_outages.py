@@ -220,3 +220,27 @@ def test_a_thousand_concurrent_clients_of_hits_in_redis_mode(
         statuses = asyncio.run(everyone())
         assert statuses == {200: CONCURRENT * EACH}, statuses
         assert "Traceback" not in grenier.log()
+
+
+def test_a_job_interrupted_by_a_paused_store_completes_once_it_is_back(
+    tmp_path: Path, loopback_env: dict[str, str], origin: Origin
+) -> None:
+    """The job cannot write its result while Redis is paused; it is not dropped: the worker waits for the store
+    and runs it again, and its poller gets the response."""
+    redis = RedisServer(tmp_path)
+    settings = {**loopback_env, "GRENIER_REDIS_URL": redis.url, "GRENIER_CACHE_MISS": "async"}
+    with Launcher(tmp_path) as launcher:
+        worker = launcher.worker(settings)
+        grenier = launcher.serve({**settings, "GRENIER_SERVER_PROCESSES": "1"})
+        url = origin.route(delays=(1.0, 0.0))
+        accepted = request(grenier.port, "GET", fetch_target(url))
+        assert accepted.status == 202, accepted
+        wait_until(lambda: origin.hits(url) == 1, 10, "the worker to fetch")
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(8.0)  # longer than the job, its store writes and the broker's command timeout
+        finally:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+        wait_until(lambda: request(grenier.port, "GET", accepted.location).status == 200, 20, "the job to complete")
+        assert "Traceback" not in worker.log()
+    redis.stop()
