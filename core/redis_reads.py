@@ -8,6 +8,10 @@ command written to a socket and one future resolved by hiredis when its reply ar
 
 Only plain ``redis://`` TCP URLs take this path (``rediss://`` and ``unix://`` keep redis-py's); writes, scripts and
 the subscription stay on redis-py. Failures raise redis-py's own exception types, so callers handle one family.
+
+The reads share the store's circuit breaker (:mod:`core.breaker`): refused at once while it is open, tripping it
+when a connection cannot be made or a read times out; a read on a connection that turns out to be dead (a Redis
+restarted since) is sent once more.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .breaker import Breaker
 
 
 def _command(*args: str | bytes) -> bytes:
@@ -105,9 +111,10 @@ class _Connection(asyncio.Protocol):
 
 class RedisReads:
     """``GET`` and ``MGET`` for one Redis URL over ``connections`` pipelined connections, each command bounded by
-    ``timeout`` seconds (a wedged server fails fast and its connection is dropped and made again)."""
+    ``timeout`` seconds (a wedged server fails fast and its connection is dropped and made again), behind
+    ``breaker`` when given."""
 
-    def __init__(self, url: str, connections: int, timeout: float) -> None:
+    def __init__(self, url: str, connections: int, timeout: float, breaker: Breaker | None = None) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 6379
@@ -116,6 +123,7 @@ class RedisReads:
         path = parts.path.strip("/")
         self.db = int(path) if path.isdigit() else 0
         self.timeout = timeout
+        self.breaker = breaker
         self._slots: list[_Connection | None] = [None] * connections
         self._locks = [asyncio.Lock() for _ in range(connections)]
         self._turn = itertools.cycle(range(connections))
@@ -151,10 +159,29 @@ class RedisReads:
             return conn
 
     async def _call(self, payload: bytes) -> Any:
-        conn = await self._connection(next(self._turn))
+        if self.breaker is not None:
+            self.breaker.check()
+        try:
+            try:
+                return await self._send(payload)
+            except RedisConnectionError:  # a connection that died with a restarted Redis: once more, afresh
+                return await self._send(payload)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            if self.breaker is not None:
+                self.breaker.trip(exc)
+            raise
+
+    async def _send(self, payload: bytes) -> Any:
+        slot = next(self._turn)
+        conn = await self._connection(slot)
         if self._watchdog is None or self._watchdog.done():
             self._watchdog = asyncio.get_running_loop().create_task(self._watch())
-        return await conn.send(payload, self.timeout)
+        try:
+            return await conn.send(payload, self.timeout)
+        except RedisConnectionError:
+            if self._slots[slot] is conn:
+                self._slots[slot] = None
+            raise
 
     async def _watch(self) -> None:
         """Abort a connection whose oldest command is overdue (its waiters get a timeout error, and the next read

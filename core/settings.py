@@ -154,6 +154,13 @@ class RedisSettings:
             " cluster-aware."
         ),
     )
+    on_down: Literal["refuse", "bypass"] = field(
+        default="refuse",
+        metadata=_doc(
+            "While Redis is unreachable: refuse (503 + Retry-After), or bypass: relay GET and HEAD straight to the"
+            " origin (through the SSRF guard, uncached, Cache-Status fwd=bypass); other requests still get 503."
+        ),
+    )
 
     @property
     def configured(self) -> bool:

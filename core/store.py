@@ -65,8 +65,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, assert_never
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import WatchError
 
+from .breaker import PROBE_TIMEOUT, Breaker, GuardedRetry
 from .counts import Count
 from .hot_tier import HotTier
 from .invalidation import ByPrefix, ByTag, ByUrl, Everything, Target, index_member, origin_of, soften
@@ -391,6 +394,8 @@ COUNTER_SHARDS = 8
 #: How long one Redis command may take before it fails (a paused or wedged server must not hold requests forever;
 #: every command here is a key or a few, answered in well under a millisecond when Redis is well).
 COMMAND_TIMEOUT = 2.0
+#: Seconds the notification listener waits before subscribing again after its connection failed.
+LISTENER_RETRY = 0.5
 #: Connections the hit path's reads are pipelined over, per process.
 READ_CONNECTIONS = 4
 
@@ -408,11 +413,15 @@ class RedisStore:
         reads: RedisReads | None = None,
         *,
         counter_shards: int = 1,
+        breaker: Breaker | None = None,
     ) -> None:
         """``hot``: the server's hot tier (see :mod:`core.hot_tier`); workers read through to Redis always.
         ``reads``: the hit path's fast reads (see :mod:`core.redis_reads`); without it, reads go through ``client``.
         ``counter_shards``: keys each counter is spread over (on a cluster, so no one node takes every increment);
-        this process adds to one of them, chosen at random, and a read sums them all."""
+        this process adds to one of them, chosen at random, and a read sums them all.
+        ``breaker``: the circuit breaker ``client``'s connections consult (see :mod:`core.breaker`), closed with the
+        store."""
+        self.breaker = breaker
         self.redis: Any = client  # redis-py types a cluster client and a plain one apart; both speak these commands
         self.cluster = isinstance(client, aioredis.RedisCluster)
         self.counter_shards = counter_shards
@@ -446,7 +455,20 @@ class RedisStore:
     @classmethod
     def from_url(cls, url: str, hot: HotTier[Any] | None = None) -> RedisStore:
         """A client whose pool makes a request wait for a free connection (up to ``POOL_WAIT`` seconds) instead of
-        failing at once when ``POOL_SIZE`` are busy, as redis-py's default pool does past 100."""
+        failing at once when ``POOL_SIZE`` are busy, as redis-py's default pool does past 100; behind a circuit
+        breaker (:mod:`core.breaker`) that fails every command at once while Redis is known to be down, and that
+        retries a command once on a fresh connection when its pooled one died with a restarted Redis."""
+
+        async def probe() -> None:
+            client = aioredis.Redis.from_url(
+                url, socket_timeout=PROBE_TIMEOUT, socket_connect_timeout=PROBE_TIMEOUT, retry=Retry(NoBackoff(), 0)
+            )
+            try:
+                await client.ping()
+            finally:
+                await client.aclose()
+
+        breaker = Breaker(probe)
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=POOL_SIZE,
@@ -454,9 +476,10 @@ class RedisStore:
             health_check_interval=30,
             socket_timeout=COMMAND_TIMEOUT,
             socket_connect_timeout=COMMAND_TIMEOUT,
+            retry=GuardedRetry(breaker),
         )
-        reads = RedisReads(url, READ_CONNECTIONS, COMMAND_TIMEOUT) if RedisReads.serves(url) else None
-        return cls(aioredis.Redis.from_pool(pool), hot, reads)  # closing the client closes its pool
+        reads = RedisReads(url, READ_CONNECTIONS, COMMAND_TIMEOUT, breaker) if RedisReads.serves(url) else None
+        return cls(aioredis.Redis.from_pool(pool), hot, reads, breaker=breaker)  # closing the client closes its pool
 
     async def get_entry(self, key: str) -> Cached | None:
         full = entry_key(key)
@@ -777,8 +800,10 @@ class RedisStore:
                 raise
             except Exception as exc:  # the poll fallback keeps waiters going meanwhile
                 self._subscribed = False
-                log.warning("job notification listener failed (%s); retrying", exc)
-                await asyncio.sleep(1.0)
+                # An outage is logged once, by the breaker; only a failure of the subscription alone is news.
+                outage = self.breaker is not None and self.breaker.is_open
+                log.log(logging.DEBUG if outage else logging.WARNING, "job notification listener failed (%s)", exc)
+                await asyncio.sleep(LISTENER_RETRY)
 
     def _wake(self, job_id: str) -> None:
         for fut in self._waiters.get(job_id, []):
@@ -843,4 +868,6 @@ class RedisStore:
                 await task
         if self.reads is not None:
             await self.reads.close()
+        if self.breaker is not None:
+            await self.breaker.close()
         await self.redis.aclose()

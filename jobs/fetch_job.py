@@ -20,7 +20,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any, TypedDict, assert_never
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core import inspection, invalidation, lookup, partial, policy, telemetry
 from core.counts import Count
@@ -81,6 +83,11 @@ async def run(env: JobEnv, message: JobMessage) -> JobRecord | None:
     started, tally = time.monotonic(), Tally()
     try:
         outcome = await _fetch_and_store(env, url, message.headers, tally)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        # The store is down (its breaker logged it once): no record can be written; the runtime waits for the
+        # store and runs the job again (jobs/runtime.py).
+        log.warning("job %s: %s interrupted: the store is unreachable (%s)", job_id, url, exc)
+        raise
     except Exception as exc:
         # Never leave a job "running" for its pollers: record the failure (if the store answers), then let the
         # broker's retry policy see the error.

@@ -34,6 +34,8 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import AsyncIO, Middleware, Retries, ShutdownNotifications
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from core import telemetry
 from core.problems import Unavailable
@@ -168,7 +170,7 @@ class RedisQueue(DramatiqQueue):
     def __init__(self, url: str, jobs: JobsSettings, client: redis.Redis | None = None) -> None:
         """On the Redis at ``url``, or through ``client`` (the primary Sentinel names) when given."""
         self.redis_broker = WakingRedisBroker(  # type: ignore[no-untyped-call]
-            **({"client": client} if client is not None else {"url": url}),
+            client=client if client is not None else broker_client(url),
             middleware=_middleware(),
             namespace=self.NAMESPACE,
             heartbeat_timeout=int(jobs.heartbeat_timeout * 1000),
@@ -206,12 +208,19 @@ class Heartbeat(Middleware):
         self._thread.start()
 
     def _run(self) -> None:
+        failing = False
         while not self._stop.wait(self.interval):
             try:
                 self.broker.do_fetch(self.queue, 0)
-            except redis.RedisError as exc:  # the consumer will notice too; keep trying
+            except redis.RedisError as exc:  # the consumer will notice too; keep trying, saying so once
                 telemetry.REDIS_ERRORS.labels("broker").inc()
-                log.warning("heartbeat failed: %s", exc)
+                if not failing:
+                    log.warning("heartbeat failed: %s", exc)
+                failing = True
+                continue
+            if failing:
+                log.warning("heartbeat going again")
+            failing = False
 
     def before_worker_shutdown(self, broker: Broker, worker: object) -> None:
         self._stop.set()
@@ -249,6 +258,23 @@ class RabbitQueue(DramatiqQueue):
                 if attempt == 2:
                     raise Unavailable(f"the job broker is unreachable ({type(exc).__name__}); retry shortly") from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+#: Seconds one broker command may take (a paused Redis must not hold a sender or a stopping worker for ever; a
+#: consumer's ``BLPOP`` waits ``jobs.poll_interval``, far less).
+BROKER_TIMEOUT = 5.0
+
+
+def broker_client(url: str) -> redis.Redis:
+    """The broker's client on ``url``: its commands bounded by ``BROKER_TIMEOUT``, and retried once, at once, on a
+    fresh connection when a pooled one died with a restarted Redis (so a send after a restart does not fail)."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=BROKER_TIMEOUT,
+        socket_connect_timeout=BROKER_TIMEOUT,
+        health_check_interval=30,
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+    )
 
 
 def open_queue(settings: Settings) -> DramatiqQueue:

@@ -6,9 +6,14 @@ thread (``jobs.max_per_origin``)."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from urllib.parse import urlsplit
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.queue import Defer, JobMessage
 from core.settings import Settings
@@ -17,8 +22,14 @@ from core.upstream import Upstream
 
 from . import fetch_job
 
+log = logging.getLogger(__name__)
+
 #: How long a job whose origin is at its cap waits (on the queue, holding no thread) before it is taken again.
 DEFER_SECONDS = 0.25
+#: Times one job is run again in its process after the store came back from an outage that interrupted it.
+OUTAGE_RERUNS = 3
+#: Seconds between two pings of a store that is down, while a job waits for it.
+OUTAGE_POLL = 0.5
 
 
 def origin_of(url: str) -> str:
@@ -76,10 +87,35 @@ class JobRuntime:
         if not self.slots.take(origin):
             return Defer(DEFER_SECONDS)
         try:
-            await fetch_job.run(await self.env(), message)
+            env = await self.env()
+            for rerun in range(OUTAGE_RERUNS + 1):
+                try:
+                    await fetch_job.run(env, message)
+                    break
+                except (RedisConnectionError, RedisTimeoutError):
+                    if rerun == OUTAGE_RERUNS or not await self._store_back(env.store):
+                        raise
+                    log.info("job %s: the store is back; running the job again", message.job_id)
         finally:
             self.slots.give(origin)
         return None
+
+    async def _store_back(self, store: Store) -> bool:
+        """Wait (up to ``jobs.time_limit``) for a store that is down to answer again: whether it did.
+
+        A job the store's outage interrupted is run again here, in the same process, once the store is back (it is
+        idempotent: a record that ended or vanished meanwhile is left alone). Left to the broker's retries instead,
+        its re-enqueue would go to the same unreachable Redis and fail, and the message would be acknowledged
+        without ever running again: the job lost, its record pending for its pollers until it expired."""
+        deadline = time.monotonic() + self.settings.jobs.time_limit
+        while time.monotonic() < deadline:
+            try:
+                await store.ping()
+            except (RedisConnectionError, RedisTimeoutError):
+                await asyncio.sleep(OUTAGE_POLL)
+                continue
+            return True
+        return False
 
     async def close(self) -> None:
         env, self._env = self._env, None

@@ -76,6 +76,8 @@ class _WakingConsumer(_RedisConsumer):
                     key = wake_key(self.broker.namespace, self.queue_name)
                     self.broker.client.blpop([key], timeout=max(self.timeout / 1000, 0.01))
                     return None
-        except redis.ConnectionError as e:
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            # A paused Redis times out rather than refusing: either way the consumer restarts (quietly, one line),
+            # instead of logging a traceback as an unexpected error.
             telemetry.REDIS_ERRORS.labels("broker").inc()
             raise ConnectionClosed(e) from None  # type: ignore[no-untyped-call]

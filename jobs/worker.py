@@ -23,6 +23,7 @@ from dramatiq.asyncio import get_event_loop_thread
 from core import telemetry
 from core.eventloop import loop_name, use_uvloop
 from core.logs import backends, setup_logging
+from core.queue import JobQueue, Workers
 from core.settings import Settings
 from core.store import RedisStore
 from core.supervision import Supervisor
@@ -98,8 +99,45 @@ def worker_process(settings: Settings, index: int) -> None:
         if os.getppid() != parent:  # the supervisor is gone: do not linger as an orphan
             break
         touch(settings.jobs.alive_file)
-    workers.stop(settings.jobs.time_limit)
+    if not drain(workers, queue, settings.jobs.time_limit):
+        logging.shutdown()
+        os._exit(0)  # worker threads still wait on the unreachable broker: leave them
     asyncio.run(queue.close())
+
+
+#: Seconds a stopping worker waits on a broker that does not answer before it leaves its jobs to be redelivered.
+DOWN_GRACE = 3.0
+
+
+def drain(workers: Workers, queue: JobQueue, time_limit: float) -> bool:
+    """Stop ``workers``, letting the jobs they hold finish (up to ``time_limit``); but while the broker is
+    unreachable, nothing can be acknowledged (Dramatiq retries an ack every 5 s for ever, and a stop would wait for
+    ``time_limit`` and more): give up after ``DOWN_GRACE`` seconds of that. Their messages stay in this worker's
+    unacknowledged set, and another worker runs them again once this one's heartbeat times out (no job is lost).
+    Returns whether the workers stopped."""
+    stopping = threading.Thread(target=workers.stop, args=(time_limit,), name="grenier-stop", daemon=True)
+    stopping.start()
+    down_since: float | None = None
+    while True:
+        stopping.join(0.5)
+        if not stopping.is_alive():
+            return True
+        now = time.monotonic()
+        if _broker_answers(queue):
+            down_since = None
+        elif down_since is None:
+            down_since = now
+        elif now - down_since >= DOWN_GRACE:
+            log.warning("stopping with the broker unreachable: this worker's jobs will be redelivered")
+            return False
+
+
+def _broker_answers(queue: JobQueue) -> bool:
+    try:
+        asyncio.run(queue.ping())
+    except Exception:
+        return False
+    return True
 
 
 def run(settings: Settings, processes: int | None = None, threads: int | None = None) -> int:

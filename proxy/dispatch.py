@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
+from core.job_ids import new_job_id
 from core.outcome import Failed, Fetched, Outcome, shareable
 from core.policy import Headers, values, variant_key
 from core.problems import Unavailable
@@ -92,7 +92,7 @@ class Dispatcher:
         (``JobRecord.joined``), unless ``track`` is false (nobody will ever poll it: a background refresh).
         """
         ttl, result_ttl = self.settings.jobs.claim_ttl, self.settings.jobs.result_ttl
-        record = JobRecord(id=uuid.uuid4().hex, url=url, created=since)
+        record = JobRecord(id=new_job_id(since), url=url, created=since)
         await self.store.put_job(record, result_ttl)
         prior_id = await self.store.claim(flight, record.id, ttl)
         if prior_id is not None:

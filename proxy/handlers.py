@@ -9,15 +9,17 @@ goes down the miss path (:func:`_miss`).
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import replace
 from typing import assert_never
 
 from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core import forwarding, lookup, partial, policy
 from core.counts import Count
+from core.job_ids import JOB_ID, missing
 from core.outcome import Fetched
 from core.policy import Headers
 from core.problems import MethodNotAllowed, NotFound, Problem
@@ -35,15 +37,24 @@ from .services import SERVICES, Services
 
 log = logging.getLogger(__name__)
 
-JOB_ID = re.compile(r"[0-9a-f]{32}")
 CACHEABLE_METHODS = ("GET", "HEAD")
 #: RFC 9111 §3.5 detail when a request with Authorization may not use the stored response.
 AUTHORIZED_MISS = "request carries Authorization and the stored response does not allow sharing it"
+#: Cache-Status detail of a request relayed because the store is down (``redis.on_down = "bypass"``).
+STORE_DOWN = "store unreachable"
 
 
 class LoopDetected(Problem):
     status = 508
     title = "Loop Detected"
+
+
+class JobLost(Problem):
+    """A job accepted recently whose record the store no longer holds: Redis restarted without persistence, or
+    evicted it. Gone for good (410), but nothing is wrong with the URL: asking for it again starts a new fetch."""
+
+    status = 410
+    title = "Job Record Lost"
 
 
 async def serve_target(request: web.Request, url: str, *, api: bool = False) -> web.StreamResponse:
@@ -57,11 +68,25 @@ async def serve_target(request: web.Request, url: str, *, api: bool = False) -> 
     takes a fetch of its own (its credentials sent) and may use a stored response only if it allows that (§3.5).
     """
     svc = request.app[SERVICES]
-    now = time.time()
     req_headers: Headers = tuple(request.headers.items())
     relay = _relay_reason(svc, request.method, url, req_headers, api=api)
     if relay is not None:
         return await passthrough.relay(request, url, *relay)
+    try:
+        return await _from_cache(svc, request, url, req_headers, api=api)
+    except (RedisConnectionError, RedisTimeoutError):
+        # The store is down (core/breaker.py fails fast meanwhile). With redis.on_down = "bypass" a GET or HEAD in
+        # forward or reverse mode goes straight to the origin, uncached, as long as nothing was answered yet.
+        if api or svc.settings.redis.on_down != "bypass" or request.writer.output_size > 0:
+            raise
+        return await passthrough.relay(request, url, "bypass", STORE_DOWN)
+
+
+async def _from_cache(
+    svc: Services, request: web.Request, url: str, req_headers: Headers, *, api: bool
+) -> web.StreamResponse:
+    """The cache's answer: a hit, a stale answer, or the miss path (the store is read, and may be down)."""
+    now = time.time()
     if api:
         sent = forwarding.for_job(req_headers, svc.settings.upstream.forward_headers)
     else:
@@ -318,6 +343,20 @@ def as_foreign(response: web.StreamResponse) -> web.StreamResponse:
     return response
 
 
+def no_record(svc: Services, job_id: str, now: float) -> Problem:
+    """Why the store holds no record of ``job_id``: lost with the store (``410``, ask again) when its id was issued
+    within ``jobs.result_ttl`` (:func:`core.job_ids.missing`), else never issued or expired (``404``)."""
+    gone = missing(job_id, now, svc.settings.jobs.result_ttl) if JOB_ID.fullmatch(job_id) else None
+    if gone is not None and gone.lost:
+        return JobLost(
+            f"job {job_id!r} was accepted {max(gone.age, 0):.0f} s ago, but the cache store no longer holds its"
+            " record (it was lost with the store: Redis restarted without persistence, or evicted it; or its"
+            " unstored response expired): request the URL again to start a new fetch",
+            job=job_id,
+        )
+    return NotFound(f"no job {job_id!r}: it never existed or its record has expired")
+
+
 async def fetch(request: web.Request) -> web.StreamResponse:
     """``GET /fetch?url=U``."""
     svc = request.app[SERVICES]
@@ -331,7 +370,7 @@ async def job(request: web.Request) -> web.StreamResponse:
     job_id = request.match_info["job_id"]
     record = await svc.store.get_job(job_id) if JOB_ID.fullmatch(job_id) else None
     if record is None:
-        raise NotFound(f"no job {job_id!r}: it never existed or its record has expired")
+        raise no_record(svc, job_id, time.time())
     collapsed = record.joined is not None
     record = await svc.dispatcher.resolve(record, since=time.time(), admit=admission(svc, request))
     if record.pending:

@@ -11,7 +11,9 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core import telemetry
 from core.problems import PROBLEM_TYPE, Problem, Unavailable, problem_body
@@ -100,8 +102,17 @@ def _refusal(request: web.Request, exc: Exception) -> web.Response:
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
         return problem_response(exc.status, exc.reason, detail, headers=headers or None)
     if isinstance(exc, RedisError):
-        # A dependency that is down is not a bug: say so, briefly, and tell the client when to come back.
-        log.warning("store unavailable on %s %s: %s", request.method, request.path, exc)
+        # A dependency that is down is not a bug: say so, briefly, and tell the client when to come back. An outage
+        # (no connection, a timeout) is logged once per change by the store's breaker (core/breaker.py), not here
+        # per request; any other store error is news.
+        outage = isinstance(exc, RedisConnectionError | RedisTimeoutError)
+        log.log(
+            logging.DEBUG if outage else logging.WARNING,
+            "store unavailable on %s %s: %s",
+            request.method,
+            request.path,
+            exc,
+        )
         telemetry.REDIS_ERRORS.labels("server").inc()
         return from_problem(Unavailable(f"the cache store is unreachable ({type(exc).__name__}); retry shortly"))
     incident = uuid.uuid4().hex[:12]

@@ -14,11 +14,11 @@ from aiohttp import web
 
 from core import forwarding, lookup, policy
 from core.counts import Count
+from core.job_ids import JOB_ID
 from core.outcome import Failed, Fetched
-from core.problems import NotFound
 from core.targets import normalize
 
-from .handlers import JOB_ID, admission, refuse_loop, start_fetch
+from .handlers import admission, no_record, refuse_loop, start_fetch
 from .locations import job_location
 from .services import SERVICES
 
@@ -99,7 +99,7 @@ async def job_page(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     record = await svc.store.get_job(job_id) if JOB_ID.fullmatch(job_id) else None
     if record is None:
-        raise NotFound(f"no job {job_id!r}: it never existed or its record has expired")
+        raise no_record(svc, job_id, time.time())
     record = await svc.dispatcher.resolve(record, since=time.time(), admit=admission(svc, request))
     if record.pending:
         return page(

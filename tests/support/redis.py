@@ -40,6 +40,11 @@ class RedisServer:
         ]
         self.start(timeout)
 
+    def restart(self, timeout: float = 10.0) -> None:
+        """SIGKILL, then a new, empty server on the same port (no persistence: everything it held is gone)."""
+        self.kill()
+        self.start(timeout)
+
     def start(self, timeout: float = 10.0) -> None:
         """Start it (again, after ``kill``: same port, same options), and wait until it answers PING."""
         self.proc = subprocess.Popen(self._command, cwd=self._tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
