@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -115,6 +116,26 @@ def _refusal(request: web.Request, exc: Exception) -> web.Response:
         )
         telemetry.REDIS_ERRORS.labels("server").inc()
         return from_problem(Unavailable(f"the cache store is unreachable ({type(exc).__name__}); retry shortly"))
+    if _inside_redis_client(exc):
+        # redis-py's cluster client can fail with a plain AttributeError or RuntimeError on a connection closed
+        # under a command while a node fails over: the store is what failed, and the client is told to come back.
+        log.warning("store client failed on %s %s", request.method, request.path, exc_info=exc)
+        telemetry.REDIS_ERRORS.labels("server").inc()
+        return from_problem(Unavailable(f"the cache store failed ({type(exc).__name__}); retry shortly"))
     incident = uuid.uuid4().hex[:12]
     log.error("internal error %s on %s %s", incident, request.method, request.path, exc_info=exc)
     return problem_response(500, "Internal Server Error", f"an internal error occurred (incident {incident})")
+
+
+_REDIS_PACKAGE = f"{os.sep}redis{os.sep}"
+
+
+def _inside_redis_client(exc: BaseException) -> bool:
+    """Was ``exc`` raised inside redis-py itself (its innermost frame in the ``redis`` package), rather than by
+    grenier's own code?"""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return _REDIS_PACKAGE in tb.tb_frame.f_code.co_filename
