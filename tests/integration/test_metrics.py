@@ -107,7 +107,8 @@ def test_server_processes_and_worker_export_every_metric_after_traffic(
     # Two server processes: whichever answers the scrape reports both (each hit counted once, in one of them).
     scraped = scrape(serve.url + "/_grenier/metrics")
     check_shared(scraped, hits, size)
-    assert total(scraped, "grenier_responses_total", cache="hit") == hits + 1  # and the poll that found it stored
+    # ... and the poll that found it stored, unless that poll joined the job as it ended (then it is its miss).
+    assert hits <= total(scraped, "grenier_responses_total", cache="hit") <= hits + 1
     assert len(labelled(scraped, "process_resident_memory_bytes", "pid")) == 2
     assert total(scraped, "grenier_hot_tier_lookups_total", result="hit") >= 1
     assert total(scraped, "grenier_hot_tier_lookups_total", result="miss") >= 1
