@@ -131,11 +131,13 @@ _REDIS_PACKAGE = f"{os.sep}redis{os.sep}"
 
 
 def _inside_redis_client(exc: BaseException) -> bool:
-    """Was ``exc`` raised inside redis-py itself (its innermost frame in the ``redis`` package), rather than by
-    grenier's own code?"""
+    """Did ``exc`` come out of redis-py (any frame of its traceback in the ``redis`` package), rather than from
+    grenier's own code? redis-py calls nothing of grenier's, so an exception that passed through it is the store
+    client's: seen as an ``AttributeError`` from redis-py itself, or a ``RuntimeError`` from the event loop's closed
+    transport under it, on a cluster connection closed under a command."""
     tb = exc.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
+    while tb is not None:
+        if _REDIS_PACKAGE in tb.tb_frame.f_code.co_filename:
+            return True
         tb = tb.tb_next
-    return _REDIS_PACKAGE in tb.tb_frame.f_code.co_filename
+    return False
