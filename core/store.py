@@ -452,7 +452,34 @@ class RedisStore:
             return cls(client, hot, counter_shards=COUNTER_SHARDS)
         if not settings.sentinels:
             return cls.from_url(settings.url, hot)
-        return cls(async_client(settings, health_check_interval=30, **timeouts), hot)
+        return cls.through_sentinels(settings, hot)
+
+    @classmethod
+    def through_sentinels(cls, settings: RedisSettings, hot: HotTier[Any] | None = None) -> RedisStore:
+        """The primary the sentinels name, behind the same circuit breaker as :meth:`from_url`: its probe asks the
+        sentinels for the primary afresh each time, so a failover mends it as soon as the new primary answers."""
+
+        async def probe() -> None:
+            client = async_client(
+                settings,
+                socket_timeout=PROBE_TIMEOUT,
+                socket_connect_timeout=PROBE_TIMEOUT,
+                retry=Retry(NoBackoff(), 0),
+            )
+            try:
+                await client.ping()
+            finally:
+                await client.aclose()
+
+        breaker = Breaker(probe)
+        client = async_client(
+            settings,
+            health_check_interval=30,
+            socket_timeout=COMMAND_TIMEOUT,
+            socket_connect_timeout=COMMAND_TIMEOUT,
+            retry=GuardedRetry(breaker),
+        )
+        return cls(client, hot, breaker=breaker)
 
     @classmethod
     def from_url(cls, url: str, hot: HotTier[Any] | None = None) -> RedisStore:
