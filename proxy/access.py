@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import hashlib
 import hmac
 import ipaddress
@@ -19,7 +18,7 @@ from aiohttp import web
 
 from core.problems import Problem
 
-from .client_address import Field, ProxyTrust
+from .client_address import Field, ProxyTrust, is_in, parse_address
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
@@ -49,19 +48,7 @@ class Unauthorized(Problem):
 def peer_address(request: web.Request) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The connected socket's address (IPv4-mapped IPv6 peers are read as IPv4)."""
     peer = request.transport.get_extra_info("peername") if request.transport else None
-    return _address(str(peer[0])) if peer else None
-
-
-@functools.lru_cache(maxsize=4096)
-def _address(raw: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """A peer's address parsed once: the same clients come back over and over (memoised; the result is immutable)."""
-    try:
-        addr = ipaddress.ip_address(raw.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return addr.ipv4_mapped
-    return addr
+    return parse_address(str(peer[0])) if peer else None
 
 
 def loopback_name(host: str) -> bool:
@@ -74,17 +61,12 @@ def loopback_name(host: str) -> bool:
     name = name.rstrip(".")
     if name == "localhost" or name.endswith(".localhost"):
         return True
-    addr = _address(name)
+    addr = parse_address(name)
     return addr is not None and addr.is_loopback
 
 
 def in_networks(addr: ipaddress.IPv4Address | ipaddress.IPv6Address | None, nets: Iterable[IPNetwork]) -> bool:
-    return addr is not None and _in_networks(addr, tuple(nets))
-
-
-@functools.lru_cache(maxsize=4096)
-def _in_networks(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, nets: tuple[IPNetwork, ...]) -> bool:
-    return any(addr.version == n.version and addr in n for n in nets)
+    return addr is not None and is_in(addr, tuple(nets))
 
 
 @dataclass(frozen=True)

@@ -51,9 +51,10 @@ from core.targets import cache_key, join_origin, names_self, normalize
 from core.upstream import Upstream
 
 from . import responses
-from .access import _address, in_networks
+from .access import in_networks
 from .access_log import LeanAccessLog
 from .cache_status import cache_status
+from .client_address import parse_address
 from .metrics import Metrics
 from .stats import Counters
 from .wire import HOST_FIELD
@@ -156,7 +157,7 @@ class LeanHits:
         if self._users:
             return False
         peer = transport.get_extra_info("peername")
-        return bool(peer) and in_networks(_address(str(peer[0])), self._networks)
+        return bool(peer) and in_networks(parse_address(str(peer[0])), self._networks)
 
     def connection(self, transport: asyncio.Transport, owner: LeanOwner) -> LeanConnection:
         """The lean state of a new connection (``owner``: the connection's aiohttp request handler)."""
