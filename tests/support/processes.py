@@ -206,3 +206,23 @@ def alive(pid: int) -> bool:
 def worker_children(supervisor_pid: int) -> set[int]:
     """The Dramatiq worker processes a ``grenier worker`` supervisor spawned (not multiprocessing's helpers)."""
     return {p for p in children(supervisor_pid) if "spawn_main" in cmdline(p)}
+
+
+#: The repository's root: what a ``python -m grenier`` started by a test imports.
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(args: list[str], cwd: Path, extra: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m grenier <args>`` to its end, in ``cwd``, without the test runner's ``GRENIER_*`` variables (plus
+    ``extra``); its output captured."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRENIER_")}
+    env.update(PYTHONPATH=str(REPO), **(extra or {}))
+    return subprocess.run(
+        [sys.executable, "-m", "grenier", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

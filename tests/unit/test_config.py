@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +19,7 @@ from core.settings import (
     build,
     load,
 )
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.processes import run_cli
 
 
 def _write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
@@ -544,44 +540,30 @@ def test_load_missing_explicit_file(tmp_path: Path, via: str) -> None:
 # --- the CLI turns a configuration error into exit code 2 -------------------------------------------------------
 
 
-def _run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRENIER_")}
-    env["PYTHONPATH"] = str(REPO)
-    return subprocess.run(
-        [sys.executable, "-m", "grenier", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_cli_serve_with_bad_config_exits_2(tmp_path: Path) -> None:
     path = _write(tmp_path, "[cache]\nmax_tll = 5\n", name="bad.toml")
-    done = _run_cli(["serve", "--config", str(path)], cwd=tmp_path)
+    done = run_cli(["serve", "--config", str(path)], cwd=tmp_path)
     assert done.returncode == 2
     assert "cache.max_tll" in done.stderr
     assert "configuration error" in done.stderr
 
 
 def test_cli_serve_with_missing_config_exits_2(tmp_path: Path) -> None:
-    done = _run_cli(["serve", "--config", str(tmp_path / "absent.toml")], cwd=tmp_path)
+    done = run_cli(["serve", "--config", str(tmp_path / "absent.toml")], cwd=tmp_path)
     assert done.returncode == 2
     assert "absent.toml" in done.stderr
 
 
 def test_cli_worker_in_embedded_mode_exits_2(tmp_path: Path) -> None:
     path = _write(tmp_path, "[jobs]\nprocesses = 1\n", name="embedded.toml")
-    done = _run_cli(["worker", "--config", str(path)], cwd=tmp_path)
+    done = run_cli(["worker", "--config", str(path)], cwd=tmp_path)
     assert done.returncode == 2
     assert "redis.url" in done.stderr
 
 
 def test_cli_worker_rejects_zero_processes(tmp_path: Path) -> None:
     path = _write(tmp_path, '[redis]\nurl = "redis://127.0.0.1:1/0"\n', name="redis.toml")
-    done = _run_cli(["worker", "--config", str(path), "--processes", "0"], cwd=tmp_path)
+    done = run_cli(["worker", "--config", str(path), "--processes", "0"], cwd=tmp_path)
     assert done.returncode == 2
     assert "--processes" in done.stderr
 

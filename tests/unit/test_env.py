@@ -9,16 +9,12 @@ _PORT|_ADDR]`` (Kubernetes "Discovering services: environment variables").
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from core.settings import ConfigError, EnvKind, Settings, build, env_kind, env_warnings
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.processes import run_cli
 
 KINDS: list[tuple[str, str, str, EnvKind]] = [
     # id, name, value, kind
@@ -95,24 +91,10 @@ def test_warnings_name_foreign_variables_and_hijacked_settings_but_not_links() -
     assert "tcp://10.0.0.13:8080" in lines[1]
 
 
-def _run(args: list[str], cwd: Path, extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRENIER_")}
-    env.update(PYTHONPATH=str(REPO), **extra)
-    return subprocess.run(
-        [sys.executable, "-m", "grenier", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_cli_warns_about_foreign_variables_and_starts(tmp_path: Path) -> None:
     """A real process: the warning is logged (once), the service links are not, and the command goes on (a
     worker in embedded mode stops right after with its own exit code 2, past the configuration)."""
-    done = _run(
+    done = run_cli(
         ["worker"],
         tmp_path,
         {"GRENIER_HOME": "/srv", "GRENIER_PORT_8080_TCP_ADDR": "10.0.0.11", "GRENIER_SERVICE_HOST": "10.0.0.11"},
@@ -125,14 +107,14 @@ def test_cli_warns_about_foreign_variables_and_starts(tmp_path: Path) -> None:
 
 
 def test_cli_misspelled_key_exits_2(tmp_path: Path) -> None:
-    done = _run(["worker"], tmp_path, {"GRENIER_JOBS_PROCESES": "2"})
+    done = run_cli(["worker"], tmp_path, {"GRENIER_JOBS_PROCESES": "2"})
     assert done.returncode == 2
     assert "configuration error" in done.stderr
     assert "GRENIER_JOBS_PROCESES" in done.stderr
 
 
 def test_redis_password_is_not_in_a_configuration_error(tmp_path: Path) -> None:
-    done = _run(["worker"], tmp_path, {"GRENIER_REDIS_URL": "http://:hunter2@redis:6379/0"})
+    done = run_cli(["worker"], tmp_path, {"GRENIER_REDIS_URL": "http://:hunter2@redis:6379/0"})
     assert done.returncode == 2
     assert "redis.url" in done.stderr
     assert "hunter2" not in done.stderr
