@@ -32,6 +32,7 @@ import ipaddress
 import logging
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Literal, Protocol
@@ -44,7 +45,7 @@ from core import policy
 from core.counts import Count
 from core.policy import Headers
 from core.problems import Problem
-from core.records import StoredResponse
+from core.records import Cached, StoredResponse
 from core.settings import Settings
 from core.store import Store
 from core.targets import cache_key, join_origin, names_self, normalize
@@ -192,37 +193,36 @@ class LeanHits:
         return target
 
     def answer_held(self, target: _Target, started: float) -> list[bytes] | Literal[False] | None:
-        """The answer from what this process holds in memory; ``False`` when the entry is not held here (a read
-        would tell), ``None`` when the lean path cannot answer at all."""
-        entry = self._store.peek_entry(target.key)
+        """The answer from what this process holds in memory; ``False`` when the entry (or a chunk of it) is not held
+        here (a read would tell), ``None`` when the lean path cannot answer at all."""
+        held = self._store.peek_entry(target.key)
+        if held is None:
+            return False
+        entry = self._takes(held)
         if entry is None:
-            return False
-        if not isinstance(entry, StoredResponse) or entry.size > self._rules.hot_entry_bytes:
-            return None  # a large body goes the full way, which streams it a few chunks at a time
+            return None
         ref = entry.body_ref
-        if ref is None or entry.size == 0:
-            return self.answer(target, entry, [entry.body] if entry.body else [], started)
-        chunks = self._store.peek_chunks(ref.name, range(ref.count), ref.size)
-        body = [c for c in chunks if c is not None]
-        if len(body) != ref.count:
-            return False
-        return self.answer(target, entry, body, started)
+        chunks = self._store.peek_chunks(ref.name, range(ref.count), ref.size) if ref is not None else []
+        body = _whole(entry, chunks)
+        return False if body is None else self.answer(target, entry, body, started)
 
     async def answer_read(self, target: _Target, started: float) -> list[bytes] | None:
         """The answer after reading the store (Redis mode: an entry not, or no longer, in the hot tier); ``None``
-        when the lean path cannot answer. A body larger than the hot tier holds is left to the full path, which
-        streams it."""
-        entry = await self._store.get_entry(target.key)
-        if not isinstance(entry, StoredResponse) or entry.size > self._rules.hot_entry_bytes:
+        when the lean path cannot answer."""
+        entry = self._takes(await self._store.get_entry(target.key))
+        if entry is None:
             return None
         ref = entry.body_ref
-        if ref is None or entry.size == 0:
-            return self.answer(target, entry, [entry.body] if entry.body else [], started)
-        chunks = await self._store.get_chunks(ref.name, range(ref.count), ref.size)
-        body = [c for c in chunks if c is not None]
-        if len(body) != ref.count:
-            return None
-        return self.answer(target, entry, body, started)
+        chunks = await self._store.get_chunks(ref.name, range(ref.count), ref.size) if ref is not None else []
+        body = _whole(entry, chunks)
+        return None if body is None else self.answer(target, entry, body, started)
+
+    def _takes(self, entry: Cached | None) -> StoredResponse | None:
+        """``entry`` if the lean path may answer with it: a response (not a Vary index) no larger than the hot tier
+        holds; a larger body goes the full way, which streams it a few chunks at a time."""
+        if isinstance(entry, StoredResponse) and entry.size <= self._rules.hot_entry_bytes:
+            return entry
+        return None
 
     def answer(self, target: _Target, entry: StoredResponse, body: list[bytes], started: float) -> list[bytes] | None:
         """The bytes that answer ``target`` with ``entry`` if it is a fresh hit now, counted as one."""
@@ -449,3 +449,12 @@ class LeanConnection:
 
 
 LEAN: web.AppKey[LeanHits] = web.AppKey("grenier_lean_hits", LeanHits)
+
+
+def _whole(entry: StoredResponse, chunks: Sequence[bytes | None]) -> list[bytes] | None:
+    """The pieces of ``entry``'s body: inline, or its ``chunks`` when every one of them is there (else ``None``)."""
+    ref = entry.body_ref
+    if ref is None or entry.size == 0:
+        return [entry.body] if entry.body else []
+    body = [c for c in chunks if c is not None]
+    return body if len(body) == ref.count else None
